@@ -1,0 +1,188 @@
+#include "codec/demux.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "codec/error.h"
+
+namespace ov2 {
+
+struct Demuxer::MemoryCursor {
+  std::shared_ptr<const std::string> data;
+  int64_t pos = 0;
+};
+
+namespace {
+
+int mem_read(void* opaque, uint8_t* buf, int size) {
+  auto* c = static_cast<std::pair<const std::string*, int64_t*>*>(opaque);
+  const std::string& d = *c->first;
+  int64_t& pos = *c->second;
+  int64_t left = static_cast<int64_t>(d.size()) - pos;
+  if (left <= 0) return AVERROR_EOF;
+  int n = static_cast<int>(std::min<int64_t>(left, size));
+  std::memcpy(buf, d.data() + pos, static_cast<size_t>(n));
+  pos += n;
+  return n;
+}
+
+int64_t mem_seek(void* opaque, int64_t offset, int whence) {
+  auto* c = static_cast<std::pair<const std::string*, int64_t*>*>(opaque);
+  const int64_t size = static_cast<int64_t>(c->first->size());
+  int64_t& pos = *c->second;
+  switch (whence & ~AVSEEK_FORCE) {
+    case AVSEEK_SIZE: return size;
+    case SEEK_SET: break;
+    case SEEK_CUR: offset += pos; break;
+    case SEEK_END: offset += size; break;
+    default: return AVERROR(EINVAL);
+  }
+  if (offset < 0) return AVERROR(EINVAL);
+  pos = std::min(offset, size);
+  return pos;
+}
+
+// Demuxers that accept arbitrary text as "video" (ANSI art and friends): never a video for ov2.
+bool is_text_demuxer(const char* name) {
+  static const char* kText[] = {"tty", "bin", "xbin", "adf", "idf", "sauce"};
+  for (const char* t : kText)
+    if (std::strcmp(name, t) == 0) return true;
+  return false;
+}
+
+}  // namespace
+
+int Demuxer::interrupt_cb(void* opaque) {
+  auto* self = static_cast<Demuxer*>(opaque);
+  return self->timed_out() ? 1 : 0;
+}
+
+bool Demuxer::timed_out() const { return has_deadline_ && std::chrono::steady_clock::now() > deadline_; }
+
+void Demuxer::arm_deadline(double timeout_s) {
+  has_deadline_ = timeout_s > 0;
+  if (has_deadline_)
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_s));
+}
+
+Demuxer::Demuxer(const Source& source, int stream_index, double timeout_s) : source_(source) {
+  const std::string& name = source_.name;
+  if (!source_.data) {
+    struct stat st {};
+    if (::stat(source_.path.c_str(), &st) != 0)
+      throw Error(ErrorKind::Open, name, std::string("cannot open: ") + std::strerror(errno));
+    if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Open, name, "is a directory, not a video file");
+    if (S_ISREG(st.st_mode) && st.st_size == 0) throw Error(ErrorKind::Open, name, "empty file (0 bytes)");
+  } else if (source_.data->empty()) {
+    throw Error(ErrorKind::Open, name, "empty input (0 bytes)");
+  }
+
+  fmt_ = avformat_alloc_context();
+  if (!fmt_) throw Error(ErrorKind::Open, name, "out of memory");
+  fmt_->interrupt_callback.callback = &Demuxer::interrupt_cb;
+  fmt_->interrupt_callback.opaque = this;
+  arm_deadline(timeout_s);
+
+  if (source_.data) {
+    cursor_ = std::make_unique<MemoryCursor>();
+    cursor_->data = source_.data;
+    // The opaque pair lives inside the cursor allocation's lifetime (freed in the destructor after avio).
+    auto* pair = new std::pair<const std::string*, int64_t*>(cursor_->data.get(), &cursor_->pos);
+    constexpr int kBuf = 1 << 16;
+    auto* buf = static_cast<unsigned char*>(av_malloc(kBuf));
+    avio_ = buf ? avio_alloc_context(buf, kBuf, 0, pair, &mem_read, nullptr, &mem_seek) : nullptr;
+    if (!avio_) {
+      av_free(buf);
+      delete pair;
+      avformat_free_context(fmt_);
+      fmt_ = nullptr;
+      throw Error(ErrorKind::Open, name, "out of memory");
+    }
+    fmt_->pb = avio_;
+    fmt_->flags |= AVFMT_FLAG_CUSTOM_IO;
+  }
+
+  int ret = avformat_open_input(&fmt_, source_.data ? nullptr : source_.path.c_str(), nullptr, nullptr);
+  if (ret < 0) {  // avformat_open_input frees fmt_ on failure
+    fmt_ = nullptr;
+    if (timed_out()) throw Error(ErrorKind::Timeout, name, "timed out while opening");
+    throw Error(ErrorKind::Open, name, "not a readable media file (" + av_error_string(ret) + ")");
+  }
+  if (is_text_demuxer(fmt_->iformat->name))
+    throw Error(ErrorKind::Open, name, std::string("not a video container (detected as '") + fmt_->iformat->name + "')");
+
+  ret = avformat_find_stream_info(fmt_, nullptr);
+  if (ret < 0) {
+    if (timed_out()) throw Error(ErrorKind::Timeout, name, "timed out while probing");
+    throw Error(ErrorKind::Open, name, "cannot read stream information (" + av_error_string(ret) + ")");
+  }
+
+  if (stream_index >= 0) {
+    if (stream_index >= static_cast<int>(fmt_->nb_streams) ||
+        fmt_->streams[stream_index]->codecpar->codec_type != AVMEDIA_TYPE_VIDEO)
+      throw Error(ErrorKind::NoVideoStream, name, "stream " + std::to_string(stream_index) + " is not a video stream");
+    stream_index_ = stream_index;
+  } else {
+    ret = av_find_best_stream(fmt_, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+    if (ret < 0) {
+      // av_find_best_stream skips streams without a decoder; report those as unsupported, not absent.
+      for (unsigned i = 0; i < fmt_->nb_streams; ++i) {
+        const AVStream* s = fmt_->streams[i];
+        if (s->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && !(s->disposition & AV_DISPOSITION_ATTACHED_PIC)) {
+          stream_index_ = static_cast<int>(i);
+          break;
+        }
+      }
+      if (stream_index_ < 0) throw Error(ErrorKind::NoVideoStream, name, "the file has no video stream");
+    } else {
+      stream_index_ = ret;
+    }
+  }
+  AVStream* st = fmt_->streams[stream_index_];
+  decoder_ = avcodec_find_decoder(st->codecpar->codec_id);
+  if (!decoder_)
+    throw Error(ErrorKind::UnsupportedCodec, name,
+                std::string("no decoder for codec '") + avcodec_get_name(st->codecpar->codec_id) +
+                    "' in this FFmpeg build");
+  if (st->codecpar->width <= 0 || st->codecpar->height <= 0)
+    throw Error(ErrorKind::Corrupt, name, "video stream has no valid dimensions");
+  if (static_cast<int64_t>(st->codecpar->width) * st->codecpar->height > (int64_t(1) << 28))
+    throw Error(ErrorKind::Corrupt, name,
+                "declared dimensions " + std::to_string(st->codecpar->width) + "x" +
+                    std::to_string(st->codecpar->height) + " are implausibly large");
+  for (unsigned i = 0; i < fmt_->nb_streams; ++i)
+    if (static_cast<int>(i) != stream_index_) fmt_->streams[i]->discard = AVDISCARD_ALL;
+}
+
+Demuxer::~Demuxer() {
+  void* opaque = avio_ ? avio_->opaque : nullptr;
+  if (fmt_) avformat_close_input(&fmt_);
+  if (avio_) {
+    av_freep(&avio_->buffer);
+    avio_context_free(&avio_);
+  }
+  delete static_cast<std::pair<const std::string*, int64_t*>*>(opaque);
+}
+
+bool Demuxer::read(AVPacket* pkt) {
+  for (;;) {
+    av_packet_unref(pkt);
+    int ret = av_read_frame(fmt_, pkt);
+    if (ret == AVERROR_EOF) return false;
+    if (ret == AVERROR(EAGAIN)) continue;
+    if (ret < 0) {
+      ++read_errors_;
+      truncated_ = true;
+      return false;
+    }
+    if (pkt->stream_index != stream_index_) continue;
+    if (pkt->flags & AV_PKT_FLAG_CORRUPT) ++read_errors_;
+    return true;
+  }
+}
+
+}  // namespace ov2

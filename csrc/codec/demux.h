@@ -1,0 +1,60 @@
+// Demuxing: opens a container from a path or an in-memory buffer and reads the packets of one video stream.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "codec/ffmpeg.h"
+
+namespace ov2 {
+
+// Where the bytes come from. `name` is what error messages call the source.
+struct Source {
+  std::string path;                         // read from this file when `data` is null
+  std::shared_ptr<const std::string> data;  // or from these bytes
+  std::string name;                         // the path, "<bytes>" or "<file-like>"
+};
+
+class Demuxer {
+ public:
+  // Opens the source and selects the video stream `stream_index` (-1: FFmpeg's best video stream).
+  // Throws ov2::Error (Open, NoVideoStream, UnsupportedCodec) on failure.
+  Demuxer(const Source& source, int stream_index = -1, double timeout_s = 0.0);
+  ~Demuxer();
+  Demuxer(const Demuxer&) = delete;
+  Demuxer& operator=(const Demuxer&) = delete;
+
+  AVFormatContext* format() const { return fmt_; }
+  AVStream* stream() const { return fmt_->streams[stream_index_]; }
+  int stream_index() const { return stream_index_; }
+  const AVCodec* decoder() const { return decoder_; }
+  const Source& source() const { return source_; }
+
+  // Reads the next packet of the selected stream into `pkt` (unref'd first). Returns false at the end of the data.
+  // A read error other than end-of-file ends the stream too and marks it truncated.
+  bool read(AVPacket* pkt);
+  bool truncated() const { return truncated_; }
+  int read_errors() const { return read_errors_; }
+  bool timed_out() const;
+  // Restarts the deadline of the interrupt callback (timeout_s from now; 0 = none).
+  void arm_deadline(double timeout_s);
+
+ private:
+  static int interrupt_cb(void* opaque);
+  Source source_;
+  AVFormatContext* fmt_ = nullptr;
+  AVIOContext* avio_ = nullptr;
+  struct MemoryCursor;
+  std::unique_ptr<MemoryCursor> cursor_;
+  int stream_index_ = -1;
+  const AVCodec* decoder_ = nullptr;
+  bool truncated_ = false;
+  int read_errors_ = 0;
+  std::chrono::steady_clock::time_point deadline_{};
+  bool has_deadline_ = false;
+};
+
+// Returns the time base of the stream as seconds per tick.
+inline double seconds_per_tick(const AVStream* st) { return av_q2d(st->time_base); }
+
+}  // namespace ov2

@@ -1,0 +1,615 @@
+#include "codec/reader.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "codec/coding_cost.h"
+#include "codec/error.h"
+#include "codec/motion.h"
+#include "codec/residual.h"
+
+namespace ov2 {
+
+bool FrameRequest::wants(int64_t index) const {
+  return all || std::binary_search(indices.begin(), indices.end(), index);
+}
+
+namespace {
+
+bool codec_exports_vectors(AVCodecID id) {
+  return id == AV_CODEC_ID_H264 || id == AV_CODEC_ID_MPEG4 || id == AV_CODEC_ID_MPEG1VIDEO ||
+         id == AV_CODEC_ID_MPEG2VIDEO || id == AV_CODEC_ID_H263 || id == AV_CODEC_ID_H263P ||
+         id == AV_CODEC_ID_MSMPEG4V3 || id == AV_CODEC_ID_FLV1;
+}
+
+Interp interp_for(AVCodecID id) { return id == AV_CODEC_ID_H264 ? Interp::H264Qpel : Interp::Bilinear; }
+
+char picture_letter(AVPictureType t) {
+  switch (t) {
+    case AV_PICTURE_TYPE_I:
+    case AV_PICTURE_TYPE_SI: return 'I';
+    case AV_PICTURE_TYPE_P:
+    case AV_PICTURE_TYPE_SP:
+    case AV_PICTURE_TYPE_S: return 'P';
+    case AV_PICTURE_TYPE_B:
+    case AV_PICTURE_TYPE_BI: return 'B';
+    default: return '?';
+  }
+}
+
+bool frame_is_key(const AVFrame* f) {
+#if LIBAVUTIL_VERSION_INT >= AV_VERSION_INT(58, 7, 100)
+  return (f->flags & AV_FRAME_FLAG_KEY) != 0;
+#else
+  return f->key_frame != 0;
+#endif
+}
+
+bool frame_is_corrupt(const AVFrame* f) {
+  return f->decode_error_flags != 0 || (f->flags & AV_FRAME_FLAG_CORRUPT) != 0;
+}
+
+// An 8-bit luma view of a decoded frame at its coded size (the frame is kept alive by a reference).
+struct Luma8 {
+  FramePtr frame;
+  std::vector<uint8_t> own;
+  Plane coded;            // whole coded picture (for prediction)
+  int crop_left = 0, crop_top = 0, width = 0, height = 0;  // visible region
+  int64_t pts = 0;
+  Plane visible() const {
+    Plane p;
+    p.data = coded.data + crop_top * coded.stride + crop_left;
+    p.width = width;
+    p.height = height;
+    p.stride = coded.stride;
+    return p;
+  }
+};
+
+struct SwsHolder {
+  SwsContext* ctx = nullptr;
+  ~SwsHolder() { sws_freeContext(ctx); }
+};
+
+void make_luma8(const AVFrame* src, Luma8& out, SwsHolder& sws, const std::string& name) {
+  out.frame.reset(av_frame_clone(src));
+  if (!out.frame) throw Error(ErrorKind::Corrupt, name, "out of memory while holding a frame");
+  const AVFrame* f = out.frame.get();
+  const int W = f->width, H = f->height;
+  out.crop_left = static_cast<int>(f->crop_left);
+  out.crop_top = static_cast<int>(f->crop_top);
+  out.width = W - static_cast<int>(f->crop_left + f->crop_right);
+  out.height = H - static_cast<int>(f->crop_top + f->crop_bottom);
+  if (out.width <= 0 || out.height <= 0 || out.width > W || out.height > H) {
+    out.crop_left = out.crop_top = 0;
+    out.width = W;
+    out.height = H;
+  }
+  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(f->format));
+  if (!d) throw Error(ErrorKind::Corrupt, name, "decoded frame has an unknown pixel format");
+  const bool yuv_like = !(d->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BE |
+                                     AV_PIX_FMT_FLAG_HWACCEL | AV_PIX_FMT_FLAG_BITSTREAM)) &&
+                        d->nb_components >= 1 && d->comp[0].plane == 0 && d->comp[0].shift == 0 &&
+                        d->comp[0].offset == 0;
+  out.coded.width = W;
+  out.coded.height = H;
+  if (yuv_like && d->comp[0].depth == 8 && d->comp[0].step == 1) {
+    out.coded.data = f->data[0];
+    out.coded.stride = f->linesize[0];
+    return;
+  }
+  out.own.resize(static_cast<size_t>(W) * H);
+  out.coded.data = out.own.data();
+  out.coded.stride = W;
+  if (yuv_like && d->comp[0].depth > 8 && d->comp[0].depth <= 16 && d->comp[0].step == 2) {
+    const int shift = d->comp[0].depth - 8;
+    for (int y = 0; y < H; ++y) {
+      const auto* s = reinterpret_cast<const uint16_t*>(f->data[0] + static_cast<ptrdiff_t>(y) * f->linesize[0]);
+      uint8_t* o = out.own.data() + static_cast<size_t>(y) * W;
+      for (int x = 0; x < W; ++x) o[x] = static_cast<uint8_t>(std::min<int>(255, s[x] >> shift));
+    }
+    return;
+  }
+  sws.ctx = sws_getCachedContext(sws.ctx, W, H, static_cast<AVPixelFormat>(f->format), W, H, AV_PIX_FMT_GRAY8,
+                                 SWS_BILINEAR, nullptr, nullptr, nullptr);
+  if (!sws.ctx) throw Error(ErrorKind::UnsupportedCodec, name, "cannot convert the pixel format to luma");
+  uint8_t* dst[4] = {out.own.data(), nullptr, nullptr, nullptr};
+  int dst_ls[4] = {W, 0, 0, 0};
+  sws_scale(sws.ctx, f->data, f->linesize, 0, H, dst, dst_ls);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One single-threaded decoder that decodes a range of packets [begin, end) of the stream, pull-based.
+class Decoder {
+ public:
+  Decoder(const Source& src, const ReaderOptions& opt, const FrameRequest& req)
+      : opt_(opt), req_(req), dm_(src, opt.stream_index, opt.timeout_s), cls_(dm_.stream()),
+        interp_(interp_for(dm_.stream()->codecpar->codec_id)), pkt_(make_packet()), frame_(make_frame()) {
+    tb_ = av_q2d(dm_.stream()->time_base);
+  }
+
+  const std::string& name() const { return dm_.source().name; }
+  StreamStats& stats() { return stats_; }
+  bool demux_ended() const { return demux_eof_; }
+
+  void start_segment(int64_t begin, int64_t end, int64_t first_index) {
+    end_ = end;
+    first_index_ = first_index;
+    ordinal_ = 0;
+    draining_ = false;
+    segment_done_ = false;
+    refs_.clear();
+    ref_by_pts_.clear();
+    // Skip packets before `begin` (demux only).
+    if (held_ && held_index_ < begin) held_ = false;
+    while (!held_ && next_pkt_index_ < begin) {
+      if (!read_packet()) break;
+      if (held_index_ < begin) held_ = false;
+    }
+    open_codec();
+  }
+
+  int64_t frames_out() const { return ordinal_; }
+
+  // The next requested frame of the segment; false when the segment (or the request) is finished.
+  bool next(FrameOut& out) {
+    for (;;) {
+      if (segment_done_) return false;
+      if (!pull_frame()) {
+        segment_done_ = true;
+        return false;
+      }
+      const int64_t index = first_index_ + ordinal_++;
+      ++stats_.frames_decoded;
+      if (frame_is_corrupt(frame_.get())) {
+        ++stats_.corrupt_frames;
+        if (opt_.on_error == OnError::Raise)
+          throw Error(ErrorKind::Corrupt, name(), "frame " + std::to_string(index) + " is damaged");
+      }
+      const bool wanted = req_.wants(index);
+      const bool done_after = index >= req_.last();
+      if (wanted) produce(index, out);
+      else if (req_.residual) remember_reference();
+      av_frame_unref(frame_.get());
+      if (done_after) segment_done_ = true;
+      if (wanted) return true;
+    }
+  }
+
+ private:
+  bool read_packet() {
+    if (demux_eof_) return false;
+    for (;;) {
+      if (!dm_.read(pkt_.get())) {
+        demux_eof_ = true;
+        if (dm_.timed_out()) throw Error(ErrorKind::Timeout, name(), "decoding timed out");
+        if (dm_.truncated()) stats_.truncated = true;
+        return false;
+      }
+      if (pkt_->size <= 0) continue;
+      if (pkt_->flags & AV_PKT_FLAG_CORRUPT) ++stats_.corrupt_packets;
+      held_ = true;
+      held_index_ = next_pkt_index_++;
+      return true;
+    }
+  }
+
+  void open_codec() {
+    const AVStream* st = dm_.stream();
+    ctx_.reset(avcodec_alloc_context3(dm_.decoder()));
+    if (!ctx_ || avcodec_parameters_to_context(ctx_.get(), st->codecpar) < 0)
+      throw Error(ErrorKind::UnsupportedCodec, name(), "cannot configure the decoder");
+    ctx_->pkt_timebase = st->time_base;
+    ctx_->thread_count = 1;
+    ctx_->thread_type = 0;
+    ctx_->apply_cropping = 0;
+    if (req_.mvs || req_.residual || req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_MVS;
+    if (req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_VIDEO_ENC_PARAMS;
+    const int ret = avcodec_open2(ctx_.get(), dm_.decoder(), nullptr);
+    if (ret < 0)
+      throw Error(ErrorKind::UnsupportedCodec, name(),
+                  std::string("cannot open the ") + dm_.decoder()->name + " decoder (" + av_error_string(ret) + ")");
+  }
+
+  // Decodes until one frame is available in frame_; false at the end of the segment.
+  bool pull_frame() {
+    for (;;) {
+      int ret = avcodec_receive_frame(ctx_.get(), frame_.get());
+      if (ret >= 0) return true;
+      if (ret == AVERROR_EOF) return false;
+      if (ret != AVERROR(EAGAIN)) {
+        ++stats_.corrupt_packets;
+        if (opt_.on_error == OnError::Raise)
+          throw Error(ErrorKind::Corrupt, name(), "decoding failed (" + av_error_string(ret) + ")");
+        if (draining_) return false;
+        continue;
+      }
+      if (draining_) return false;  // EAGAIN while draining should not happen; end the segment
+      if (dm_.timed_out()) throw Error(ErrorKind::Timeout, name(), "decoding timed out");
+      // Feed one packet of the segment, or start draining.
+      if (!held_ && !read_packet()) {
+        start_drain();
+        continue;
+      }
+      if (end_ >= 0 && held_index_ >= end_) {  // belongs to a later segment: keep it
+        start_drain();
+        continue;
+      }
+      held_ = false;
+      int8_t reference;
+      uint8_t safe;
+      cls_.classify(pkt_.get(), &reference, &safe);
+      if (req_.residual && pkt_->pts != AV_NOPTS_VALUE) ref_by_pts_[pkt_->pts] = reference;
+      ret = avcodec_send_packet(ctx_.get(), pkt_.get());
+      if (ret < 0 && ret != AVERROR(EAGAIN)) {
+        ++stats_.corrupt_packets;
+        if (opt_.on_error == OnError::Raise)
+          throw Error(ErrorKind::Corrupt, name(),
+                      "packet " + std::to_string(held_index_) + " is damaged (" + av_error_string(ret) + ")");
+      }
+    }
+  }
+
+  void start_drain() {
+    draining_ = true;
+    avcodec_send_packet(ctx_.get(), nullptr);
+  }
+
+  int64_t frame_pts() const {
+    return frame_->pts != AV_NOPTS_VALUE ? frame_->pts : frame_->best_effort_timestamp;
+  }
+
+  bool is_reference(char letter) {
+    const int64_t pts = frame_pts();
+    auto it = ref_by_pts_.find(pts);
+    int8_t r = -1;
+    if (it != ref_by_pts_.end()) {
+      r = it->second;
+      ref_by_pts_.erase(it);
+    }
+    if (r >= 0) return r == 1;
+    return letter != 'B';
+  }
+
+  void remember_reference() {
+    const char letter = picture_letter(frame_->pict_type);
+    if (!is_reference(letter)) return;
+    Luma8 l;
+    make_luma8(frame_.get(), l, sws_, name());
+    l.pts = frame_pts();
+    push_reference(std::move(l));
+  }
+
+  void push_reference(Luma8&& l) {
+    refs_.push_back(std::move(l));
+    if (refs_.size() > 4) refs_.pop_front();
+  }
+
+  void produce(int64_t index, FrameOut& out) {
+    const AVFrame* f = frame_.get();
+    const char letter = picture_letter(f->pict_type);
+    const int64_t pts = frame_pts();
+    out = FrameOut();
+    out.index = index;
+    out.pts_s = pts == AV_NOPTS_VALUE ? std::nan("") : pts * tb_;
+    out.pict_type = letter;
+    out.keyframe = frame_is_key(f);
+    Luma8 cur;
+    make_luma8(f, cur, sws_, name());
+    cur.pts = pts;
+    out.width = cur.width;
+    out.height = cur.height;
+    const int W = cur.width, H = cur.height;
+    if (req_.luma) {
+      out.luma.resize(static_cast<size_t>(W) * H);
+      const Plane v = cur.visible();
+      for (int y = 0; y < H; ++y) std::memcpy(out.luma.data() + static_cast<size_t>(y) * W, v.data + y * v.stride, W);
+    }
+    const bool need_field = req_.mvs || req_.residual || req_.coding_cost;
+    if (need_field) {
+      export_motion_rows(f, rows_);
+      const int64_t n = static_cast<int64_t>(rows_.size() / kMvCols);
+      densify_motion(rows_.data(), n, W, H, field_);
+      if (req_.mvs) {
+        out.mvs = rows_;
+        out.mv_field.resize(static_cast<size_t>(field_.cells_w) * field_.cells_h * 4);
+        out.intra_mask.resize(static_cast<size_t>(field_.cells_w) * field_.cells_h);
+        motion_field_to_float(field_, out.mv_field.data(), out.intra_mask.data());
+        if (letter == 'I') std::fill(out.intra_mask.begin(), out.intra_mask.end(), 1);
+      }
+      if (req_.coding_cost) {
+        out.coding_cost.resize(static_cast<size_t>(field_.cells_w) * field_.cells_h);
+        coding_cost(field_, letter == 'I', f, out.coding_cost.data());
+      }
+    }
+    const bool reference = req_.residual ? is_reference(letter) : false;
+    if (req_.residual) {
+      out.residual.assign(static_cast<size_t>(W) * H, 0);
+      if (letter != 'I') {
+        const Luma8 *r0 = nullptr, *r1 = nullptr;
+        for (const Luma8& r : refs_) {
+          if (r.pts < pts && (!r0 || r.pts > r0->pts)) r0 = &r;
+          if (r.pts > pts && (!r1 || r.pts < r1->pts)) r1 = &r;
+        }
+        compute_residual(cur.visible(), r0 ? &r0->coded : nullptr, r1 ? &r1->coded : nullptr, field_, interp_,
+                         out.residual.data());
+      }
+      if (reference) push_reference(std::move(cur));
+    }
+  }
+
+  ReaderOptions opt_;
+  FrameRequest req_;
+  Demuxer dm_;
+  PacketClassifier cls_;
+  Interp interp_;
+  CodecContextPtr ctx_;
+  PacketPtr pkt_;
+  FramePtr frame_;
+  SwsHolder sws_;
+  double tb_ = 0.0;
+  bool held_ = false, demux_eof_ = false, draining_ = false, segment_done_ = false;
+  int64_t held_index_ = -1, next_pkt_index_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
+  std::deque<Luma8> refs_;
+  std::map<int64_t, int8_t> ref_by_pts_;
+  std::vector<int32_t> rows_;
+  MotionField field_;
+  StreamStats stats_;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+class SequentialStream : public FrameStream {
+ public:
+  SequentialStream(const Source& src, const ReaderOptions& opt, const FrameRequest& req, int64_t begin_packet = 0,
+                   int64_t first_index = 0)
+      : opt_(opt), dec_(src, opt, req) {
+    dec_.start_segment(begin_packet, -1, first_index);
+  }
+  bool next(FrameOut& out) override {
+    if (dec_.next(out)) return true;
+    if (dec_.stats().truncated && opt_.on_error == OnError::Raise && !raised_) {
+      raised_ = true;
+      throw Error(ErrorKind::Corrupt, dec_.name(),
+                  "the file is truncated after frame " + std::to_string(dec_.stats().frames_decoded));
+    }
+    return false;
+  }
+  StreamStats stats() const override { return const_cast<Decoder&>(dec_).stats(); }
+  Decoder& decoder() { return dec_; }
+
+ private:
+  ReaderOptions opt_;
+  Decoder dec_;
+  bool raised_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parallel decoding of closed GOPs. Each worker owns a single-threaded Decoder and takes segments in increasing
+// order; the consumer reads segment queues in order. Outputs of segments ahead of the consumer are buffered up to
+// max_buffer_bytes (the consumer's current segment is never blocked).
+struct Segment {
+  int64_t begin = 0, end = -1, first_index = 0, expected = 0;  // packets [begin, end), first frame index
+  std::deque<FrameOut> queue;
+  bool done = false;
+  int64_t produced = 0;  // output frames (selected or not)
+  std::exception_ptr error;
+  StreamStats stats;
+};
+
+class ParallelStream : public FrameStream {
+ public:
+  ParallelStream(const Source& src, const ReaderOptions& opt, const FrameRequest& req, std::vector<Segment> segs,
+                 int threads)
+      : src_(src), opt_(opt), req_(req), segs_(std::move(segs)) {
+    stats_.parallel = true;
+    stats_.segments = static_cast<int>(segs_.size());
+    for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
+  }
+  ~ParallelStream() override { shutdown(); }
+
+  bool next(FrameOut& out) override {
+    if (fallback_) return fallback_->next(out);
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      if (cur_ >= segs_.size()) return false;
+      Segment& s = segs_[cur_];
+      if (!s.queue.empty()) {
+        out = std::move(s.queue.front());
+        s.queue.pop_front();
+        buffered_ -= out.bytes();
+        cv_.notify_all();
+        return true;
+      }
+      if (s.done) {
+        if (s.error) {
+          auto e = s.error;
+          s.error = nullptr;
+          std::rethrow_exception(e);
+        }
+        merge(s.stats);
+        const bool mismatch = s.produced != s.expected && cur_ + 1 < segs_.size() &&
+                              segs_[cur_ + 1].first_index <= req_.last();
+        if (mismatch) {
+          // Frame count differs from the packet count: later indices are unknown; continue with one decoder.
+          const int64_t begin = segs_[cur_ + 1].begin, first = s.first_index + s.produced;
+          cur_ = segs_.size();
+          lk.unlock();
+          shutdown();
+          fallback_ = std::make_unique<SequentialStream>(src_, opt_, req_, begin, first);
+          stats_.parallel = false;
+          return fallback_->next(out);
+        }
+        ++cur_;
+        cv_.notify_all();
+        continue;
+      }
+      cv_.wait(lk);
+    }
+  }
+
+  StreamStats stats() const override {
+    StreamStats s = stats_;
+    if (fallback_) {
+      const StreamStats f = fallback_->stats();
+      s.frames_decoded += f.frames_decoded;
+      s.corrupt_packets += f.corrupt_packets;
+      s.corrupt_frames += f.corrupt_frames;
+      s.truncated = s.truncated || f.truncated;
+    }
+    return s;
+  }
+
+ private:
+  void merge(const StreamStats& s) {
+    stats_.frames_decoded += s.frames_decoded;
+    stats_.corrupt_packets += s.corrupt_packets;
+    stats_.corrupt_frames += s.corrupt_frames;
+    stats_.truncated = stats_.truncated || s.truncated;
+  }
+
+  void shutdown() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_)
+      if (t.joinable()) t.join();
+    workers_.clear();
+  }
+
+  void work() {
+    std::unique_ptr<Decoder> dec;
+    for (;;) {
+      size_t si;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (stop_ || next_seg_ >= segs_.size()) return;
+        si = next_seg_++;
+        if (segs_[si].first_index > req_.last()) {  // nothing requested from here on
+          for (size_t k = si; k < segs_.size(); ++k) segs_[k].done = true;
+          next_seg_ = segs_.size();
+          cv_.notify_all();
+          return;
+        }
+      }
+      Segment& s = segs_[si];
+      try {
+        if (!dec) dec = std::make_unique<Decoder>(src_, opt_, req_);
+        const StreamStats before = dec->stats();
+        dec->start_segment(s.begin, s.end, s.first_index);
+        FrameOut out;
+        while (dec->next(out)) {
+          std::unique_lock<std::mutex> lk(mu_);
+          cv_.wait(lk, [&] { return stop_ || si == cur_ || buffered_ + out.bytes() <= opt_.max_buffer_bytes; });
+          if (stop_) return;
+          buffered_ += out.bytes();
+          s.queue.push_back(std::move(out));
+          cv_.notify_all();
+        }
+        const StreamStats after = dec->stats();
+        std::lock_guard<std::mutex> lk(mu_);
+        s.produced = dec->frames_out();
+        s.stats.frames_decoded = after.frames_decoded - before.frames_decoded;
+        s.stats.corrupt_packets = after.corrupt_packets - before.corrupt_packets;
+        s.stats.corrupt_frames = after.corrupt_frames - before.corrupt_frames;
+        s.stats.truncated = after.truncated;
+        s.done = true;
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        s.error = std::current_exception();
+        s.done = true;
+        dec.reset();
+      }
+      cv_.notify_all();
+    }
+  }
+
+  Source src_;
+  ReaderOptions opt_;
+  FrameRequest req_;
+  std::vector<Segment> segs_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t cur_ = 0, next_seg_ = 0, buffered_ = 0;
+  bool stop_ = false;
+  StreamStats stats_;
+  std::unique_ptr<SequentialStream> fallback_;
+};
+
+}  // namespace
+
+VideoInfo read_info(const Source& source, const ReaderOptions& options) {
+  Demuxer dm(source, options.stream_index, options.timeout_s);
+  const AVStream* st = dm.stream();
+  const AVCodecParameters* par = st->codecpar;
+  VideoInfo info;
+  info.codec = avcodec_get_name(par->codec_id);
+  const char* pf = av_get_pix_fmt_name(static_cast<AVPixelFormat>(par->format));
+  info.pix_fmt = pf ? pf : "unknown";
+  info.container = dm.format()->iformat->name;
+  info.width = par->width;
+  info.height = par->height;
+  AVRational fr = st->avg_frame_rate.num > 0 ? st->avg_frame_rate : st->r_frame_rate;
+  info.fps = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0.0;
+  info.time_base_num = st->time_base.num;
+  info.time_base_den = st->time_base.den;
+  info.num_frames_header = st->nb_frames > 0 ? st->nb_frames : -1;
+  if (st->duration != AV_NOPTS_VALUE && st->duration > 0) info.duration_s = st->duration * av_q2d(st->time_base);
+  else if (dm.format()->duration > 0) info.duration_s = dm.format()->duration / static_cast<double>(AV_TIME_BASE);
+  info.start_s = st->start_time != AV_NOPTS_VALUE ? st->start_time * av_q2d(st->time_base) : 0.0;
+  info.has_b_frames = par->video_delay > 0;
+  info.stream_index = dm.stream_index();
+  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(par->format));
+  info.bit_depth = d ? d->comp[0].depth : 8;
+  info.motion_source = codec_exports_vectors(par->codec_id) ? "codec" : "none";
+  return info;
+}
+
+PacketTable read_packets(const Source& source, const ReaderOptions& options) {
+  Demuxer dm(source, options.stream_index, options.timeout_s);
+  PacketTable t = read_packet_table(dm, true);
+  if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");
+  return t;
+}
+
+std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptions& options,
+                                         const FrameRequest& request) {
+  if (options.num_threads > 1) {
+    Demuxer dm(source, options.stream_index, options.timeout_s);
+    const PacketTable t = read_packet_table(dm, false);
+    if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");
+    const int64_t n = static_cast<int64_t>(t.count());
+    if (!t.truncated && t.read_errors == 0 && n > 0) {
+      // Closed-GOP starts, merged so that segments hold at least n / (4 * threads) packets.
+      const int64_t min_len = std::max<int64_t>(8, n / (4 * options.num_threads));
+      std::vector<int64_t> starts{0};
+      for (int64_t i = 1; i < n; ++i)
+        if (t.safe_start[static_cast<size_t>(i)] && i - starts.back() >= min_len) starts.push_back(i);
+      if (n - starts.back() < min_len / 2 && starts.size() > 1) starts.pop_back();
+      if (starts.size() >= 2) {
+        std::vector<Segment> segs(starts.size());
+        for (size_t k = 0; k < starts.size(); ++k) {
+          segs[k].begin = starts[k];
+          segs[k].end = k + 1 < starts.size() ? starts[k + 1] : -1;
+          segs[k].first_index = starts[k];  // one frame per packet; verified while decoding
+          segs[k].expected = (k + 1 < starts.size() ? starts[k + 1] : n) - starts[k];
+        }
+        const int threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(options.num_threads), segs.size()));
+        return std::make_unique<ParallelStream>(source, options, request, std::move(segs), threads);
+      }
+    }
+  }
+  return std::make_unique<SequentialStream>(source, options, request);
+}
+
+}  // namespace ov2

@@ -1,0 +1,89 @@
+// Reading a video: stream information, the packet table, and decoded frames with their per-frame products
+// (luma, motion vectors, dense motion field, residual, coding cost), streamed in presentation order.
+//
+// Determinism: FFmpeg's frame threading makes exported motion vectors of B-frame streams vary between runs,
+// so every decoder here runs single-threaded. `num_threads > 1` decodes independent closed GOPs (segments that
+// start at an IDR / intra-only key packet) in parallel decoders and re-orders their outputs, which gives the same
+// frames, vectors and products as one decoder (see docs/decoding.md).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codec/demux.h"
+#include "codec/packets.h"
+
+namespace ov2 {
+
+enum class OnError { Skip = 0, Raise = 1, Repeat = 2 };
+
+struct VideoInfo {
+  std::string codec, pix_fmt, container;
+  int width = 0, height = 0;
+  double fps = 0.0;  // average frame rate (0 when unknown)
+  int time_base_num = 0, time_base_den = 1;
+  int64_t num_frames_header = -1;  // the container's claim (not trusted)
+  double duration_s = 0.0, start_s = 0.0;
+  bool has_b_frames = false;
+  int stream_index = -1;
+  int bit_depth = 8;
+  std::string motion_source;  // "codec" when the decoder exports vectors, else "none"
+};
+
+struct ReaderOptions {
+  int stream_index = -1;
+  int num_threads = 1;
+  OnError on_error = OnError::Skip;
+  double timeout_s = 0.0;
+  size_t max_buffer_bytes = size_t(48) << 20;  // decoded-ahead outputs held for re-ordering (parallel decoding)
+};
+
+struct FrameRequest {
+  bool all = true;
+  std::vector<int64_t> indices;  // sorted, unique; used when !all
+  bool luma = true, mvs = false, residual = false, coding_cost = false;
+  bool wants(int64_t index) const;
+  int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
+};
+
+struct FrameOut {
+  int64_t index = 0;
+  double pts_s = 0.0;
+  char pict_type = '?';
+  bool keyframe = false;
+  int width = 0, height = 0;
+  std::vector<uint8_t> luma;          // H x W
+  std::vector<int32_t> mvs;           // N x 10
+  std::vector<float> mv_field;        // ceil(H/4) x ceil(W/4) x 4
+  std::vector<uint8_t> intra_mask;    // ceil(H/4) x ceil(W/4)
+  std::vector<int16_t> residual;      // H x W
+  std::vector<float> coding_cost;     // ceil(H/4) x ceil(W/4)
+  size_t bytes() const {
+    return luma.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() + residual.size() * 2 +
+           coding_cost.size() * 4;
+  }
+};
+
+struct StreamStats {
+  int64_t frames_decoded = 0;
+  int64_t corrupt_packets = 0;  // packets the demuxer flagged or the decoder rejected
+  int64_t corrupt_frames = 0;   // frames the decoder flagged as damaged
+  bool truncated = false;
+  bool parallel = false;        // whether parallel segment decoding was used
+  int segments = 1;
+};
+
+class FrameStream {
+ public:
+  virtual ~FrameStream() = default;
+  // Blocks until the next requested frame is ready; false when the stream ended. Throws ov2::Error.
+  virtual bool next(FrameOut& out) = 0;
+  virtual StreamStats stats() const = 0;
+};
+
+VideoInfo read_info(const Source& source, const ReaderOptions& options);
+PacketTable read_packets(const Source& source, const ReaderOptions& options);
+std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptions& options, const FrameRequest& request);
+
+}  // namespace ov2

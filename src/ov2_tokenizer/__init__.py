@@ -1,0 +1,44 @@
+"""ov2_tokenizer: codec-aligned video tokenization on FFmpeg's libavcodec.
+
+Quick tour::
+
+    import ov2_tokenizer as ov2
+    video = ov2.open_video("clip.mp4")
+    video.info, video.packets()                         # stream info, packet sizes (bit-cost)
+    for f in video.frames(with_mvs=True, with_residual=True, with_coding_cost=True):
+        f.mv_field, f.residual, f.coding_cost
+"""
+from __future__ import annotations
+
+from . import errors
+from .errors import (
+    ConfigError,
+    CorruptVideoError,
+    DecodeTimeout,
+    NoVideoStreamError,
+    Ov2Error,
+    UnsupportedCodecError,
+    VideoOpenError,
+)
+from .samples import sample_video
+from .video import MV_COLUMNS, Frame, Packets, VideoInfo, VideoReader, open_video
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open_video",
+    "VideoReader",
+    "VideoInfo",
+    "Packets",
+    "Frame",
+    "MV_COLUMNS",
+    "sample_video",
+    "errors",
+    "Ov2Error",
+    "VideoOpenError",
+    "NoVideoStreamError",
+    "UnsupportedCodecError",
+    "CorruptVideoError",
+    "ConfigError",
+    "DecodeTimeout",
+]

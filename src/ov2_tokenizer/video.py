@@ -1,0 +1,276 @@
+"""Reading a compressed video: stream info, packets (bit-cost) and decoded frames with codec products.
+
+This is the thin Python face of the C++ core in ``csrc/codec`` (DESIGN §3.1, §4). Arrays are numpy arrays
+that own the C++ buffers (no copies). Nothing here materialises the whole video: ``frames()`` streams.
+
+Example::
+
+    >>> import ov2_tokenizer as ov2
+    >>> path = ov2.sample_video()                     # a small generated clip
+    >>> with ov2.open_video(path) as video:
+    ...     print(video.info.codec, video.info.width, video.info.height)
+    ...     pk = video.packets()
+    ...     for frame in video.frames(indices=[0, 10], with_mvs=True, with_residual=True):
+    ...         print(frame.index, frame.pict_type, frame.luma.shape, frame.mv_field.shape)
+    h264 640 360
+    0 I (360, 640) (90, 160, 4)
+    10 P (360, 640) (90, 160, 4)
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from . import errors
+from ._native import HAS_FFMPEG, core
+
+__all__ = ["open_video", "VideoReader", "VideoInfo", "Packets", "Frame", "VideoSource", "MV_COLUMNS"]
+
+#: Column names of ``Frame.motion_vectors`` (FFmpeg's AVMotionVector order without ``flags``).
+MV_COLUMNS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
+
+VideoSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, io.IOBase]
+
+_ON_ERROR = ("skip", "raise", "repeat")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Stream information. ``num_frames`` is the decoded count when known, else the number of packets
+    (never the container's claim, which is kept apart as ``num_frames_header``)."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float
+    time_base: Fraction
+    duration_s: float
+    start_s: float
+    has_b_frames: bool
+    pix_fmt: str
+    bit_depth: int
+    container: str
+    stream_index: int
+    motion_source: str  # "codec": the decoder exports vectors; "estimated": block matching; "none"
+    num_frames_header: Optional[int]
+    num_frames: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Packets:
+    """Packets of the video stream in decode order (demux only, nothing decoded)."""
+
+    pts_s: np.ndarray  # float64 seconds, NaN where missing
+    dts_s: np.ndarray  # float64 seconds, NaN where missing
+    size: np.ndarray  # int64 bytes (the bit-cost of the packet)
+    keyframe: np.ndarray  # bool, the container's key flag
+    pict_type: np.ndarray  # 'S1': b'I', b'P', b'B' from the codec's parser, b'?' where unknown
+    reference: np.ndarray  # int8: 1 used for reference, 0 not, -1 unknown (H.264 / HEVC NAL headers)
+    truncated: bool
+    read_errors: int
+
+    def __len__(self) -> int:
+        return int(self.size.shape[0])
+
+
+@dataclass
+class Frame:
+    """One decoded frame in presentation order. Optional products are ``None`` unless requested."""
+
+    index: int
+    pts_s: float
+    pict_type: str  # 'I', 'P', 'B' ('?' when the decoder does not say)
+    keyframe: bool
+    luma: Optional[np.ndarray]  # uint8 H x W
+    motion_vectors: Optional[np.ndarray] = None  # int32 N x 10, see MV_COLUMNS
+    mv_field: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) x 4: L0 dx, dy, L1 dx, dy (pixels)
+    intra_mask: Optional[np.ndarray] = None  # bool ceil(H/4) x ceil(W/4): cells without any vector
+    residual: Optional[np.ndarray] = None  # int16 H x W, motion-compensated prediction residual
+    coding_cost: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) in [0, 1]
+    width: int = 0
+    height: int = 0
+
+
+def _source_args(source: VideoSource) -> tuple[object, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<bytes>"
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source), os.fspath(source)
+    read = getattr(source, "read", None)
+    if callable(read):
+        name = getattr(source, "name", None)
+        label = f"<file-like {name}>" if isinstance(name, str) else "<file-like>"
+        try:
+            if hasattr(source, "seek"):
+                source.seek(0)
+            data = read()
+        except (OSError, ValueError) as exc:
+            raise errors.VideoOpenError(label, f"cannot read the file-like object: {exc}") from exc
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise errors.VideoOpenError(label, "the file-like object must be opened in binary mode")
+        return bytes(data), label
+    raise errors.VideoOpenError(repr(source)[:80], "source must be a path, bytes or a binary file-like object")
+
+
+def _default_threads() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+
+
+class VideoReader:
+    """A video opened for reading. Use :func:`open_video` to create one.
+
+    ``num_threads`` (default: the usable CPUs, at most 4) decodes independent closed GOPs in parallel;
+    results never depend on it. ``on_error``: ``"skip"`` (default) skips damaged packets and counts them in
+    :attr:`stats`, ``"raise"`` raises :class:`~ov2_tokenizer.errors.CorruptVideoError`. ``timeout_s`` bounds
+    opening and decoding (:class:`~ov2_tokenizer.errors.DecodeTimeout`).
+    """
+
+    def __init__(
+        self,
+        source: VideoSource,
+        *,
+        num_threads: Optional[int] = None,
+        on_error: str = "skip",
+        timeout_s: float = 0.0,
+        stream_index: Optional[int] = None,
+    ) -> None:
+        if not HAS_FFMPEG:
+            raise errors.UnsupportedCodecError("ov2", "this build of ov2 has no FFmpeg core (built with OV2_FFMPEG=OFF)")
+        if on_error not in _ON_ERROR:
+            raise errors.ConfigError("on_error", f"must be one of {_ON_ERROR}, got {on_error!r}")
+        threads = _default_threads() if num_threads in (None, 0) else int(num_threads)
+        if threads < 1:
+            raise errors.ConfigError("num_threads", f"must be >= 1, got {num_threads!r}")
+        src, self.name = _source_args(source)
+        self._reader = core.Reader(
+            src, self.name, -1 if stream_index is None else int(stream_index), threads, on_error, float(timeout_s)
+        )
+        self.num_threads = threads
+        self.on_error = on_error
+        d = self._reader.info()
+        self._info = VideoInfo(
+            codec=d["codec"],
+            width=d["width"],
+            height=d["height"],
+            fps=d["fps"],
+            time_base=Fraction(*d["time_base"]),
+            duration_s=d["duration_s"],
+            start_s=d["start_s"],
+            has_b_frames=d["has_b_frames"],
+            pix_fmt=d["pix_fmt"],
+            bit_depth=d["bit_depth"],
+            container=d["container"],
+            stream_index=d["stream_index"],
+            motion_source=d["motion_source"],
+            num_frames_header=None if d["num_frames_header"] < 0 else d["num_frames_header"],
+        )
+        self._packets: Optional[Packets] = None
+        self._decoded_count: Optional[int] = None
+        self.stats: dict = {}
+
+    # -- metadata -------------------------------------------------------------------------------------------
+    @property
+    def info(self) -> VideoInfo:
+        """Stream information; ``num_frames`` is filled from the packet table (read once, demux only)."""
+        if self._info.num_frames is None:
+            n = self._decoded_count if self._decoded_count is not None else len(self.packets())
+            self._info = _replace(self._info, num_frames=n)
+        return self._info
+
+    def packets(self) -> Packets:
+        """All packets of the video stream (demux only; cached)."""
+        if self._packets is None:
+            d = self._reader.packets()
+            self._packets = Packets(**d)
+        return self._packets
+
+    # -- frames ---------------------------------------------------------------------------------------------
+    def frames(
+        self,
+        indices: Optional[Sequence[int]] = None,
+        *,
+        with_luma: bool = True,
+        with_mvs: bool = False,
+        with_residual: bool = False,
+        with_coding_cost: bool = False,
+    ) -> Iterator[Frame]:
+        """Yields decoded frames in presentation order.
+
+        ``indices`` selects which frames (presentation-order indices) are materialised; every frame up to the
+        last selected one is still decoded (P/B frames depend on earlier ones), unselected ones cost no copies.
+        Decoding stops after the last selected frame.
+        """
+        idx = None if indices is None else np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        if idx is not None and idx.size and idx.min() < 0:
+            raise errors.ConfigError("indices", "frame indices must be >= 0")
+        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost)
+        return self._iterate(it, complete=idx is None)
+
+    def _iterate(self, it, complete: bool) -> Iterator[Frame]:
+        count = 0
+        try:
+            for d in it:
+                count += 1
+                yield Frame(
+                    index=d["index"],
+                    pts_s=d["pts_s"],
+                    pict_type=d["pict_type"],
+                    keyframe=d["keyframe"],
+                    luma=d.get("luma"),
+                    motion_vectors=d.get("motion_vectors"),
+                    mv_field=d.get("mv_field"),
+                    intra_mask=d.get("intra_mask"),
+                    residual=d.get("residual"),
+                    coding_cost=d.get("coding_cost"),
+                    width=d["width"],
+                    height=d["height"],
+                )
+            if complete:
+                self._decoded_count = count
+                if self._info.num_frames is not None and self._info.num_frames != count:
+                    self._info = _replace(self._info, num_frames=count)
+        finally:
+            self.stats = it.stats()
+            it.close()
+
+    # -- context manager ------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._packets = None
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        i = self._info
+        return f"VideoReader({self.name!r}, {i.codec} {i.width}x{i.height} @ {i.fps:.3g} fps)"
+
+
+def _replace(info: VideoInfo, **kw) -> VideoInfo:
+    from dataclasses import replace
+
+    return replace(info, **kw)
+
+
+def open_video(
+    source: VideoSource,
+    *,
+    num_threads: Optional[int] = None,
+    on_error: str = "skip",
+    timeout_s: float = 0.0,
+    stream_index: Optional[int] = None,
+) -> VideoReader:
+    """Opens a video from a path, bytes or a binary file-like object (read into memory).
+
+    Raises a subclass of :class:`ov2_tokenizer.errors.Ov2Error` naming the source and the cause when the input
+    is missing, not a video, has no video stream or cannot be decoded.
+    """
+    return VideoReader(source, num_threads=num_threads, on_error=on_error, timeout_s=timeout_s, stream_index=stream_index)
