@@ -17,6 +17,14 @@ namespace py = pybind11;
 namespace {
 
 template <class T>
+py::array_t<T> to_numpy(ov2::Buffer<T>&& b, std::vector<py::ssize_t> shape) {
+  if (!b.ptr) b.allocate(0);
+  T* raw = b.ptr.release();
+  py::capsule owner(raw, [](void* p) { delete[] static_cast<T*>(p); });
+  return py::array_t<T>(shape, raw, owner);
+}
+
+template <class T>
 py::array_t<T> to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
   auto* h = new std::vector<T>(std::move(v));
   py::capsule owner(h, [](void* p) { delete static_cast<std::vector<T>*>(p); });

@@ -9,16 +9,13 @@ namespace ov2 {
 
 constexpr int kMvCols = 10;  // source, w, h, src_x, src_y, dst_x, dst_y, motion_x, motion_y, motion_scale
 
-// Per-cell motion of one frame at 4x4 granularity, in the codec's own units (exact integers).
+// Per-cell motion bookkeeping of one frame at 4x4 granularity.
 struct MotionField {
-  int cells_w = 0, cells_h = 0;     // ceil(W/4), ceil(H/4) of the visible frame
-  std::vector<int32_t> mx[2], my[2];  // per list (0 = L0/past, 1 = L1/future), units of 1/scale pixel
-  std::vector<int32_t> scale[2];      // motion_scale per cell (0 where absent)
-  std::vector<uint8_t> has[2];        // 1 where the list has a vector for the cell
-  // Number of distinct partitions covering the cell's 16x16 macroblock (for the coding-cost proxy).
+  int cells_w = 0, cells_h = 0;  // ceil(W/4), ceil(H/4) of the visible frame
+  std::vector<uint8_t> has[2];   // 1 where list 0 (past) / list 1 (future) has a vector for the cell
+  // Partitions of the cell's 16x16 macroblock: max over the two lists of the number of exported blocks.
   std::vector<uint8_t> partitions;
 
-  void reset(int width, int height);
   bool intra(size_t cell) const { return !has[0][cell] && !has[1][cell]; }
 };
 
@@ -27,9 +24,9 @@ struct MotionField {
 int64_t export_motion_rows(const AVFrame* frame, std::vector<int32_t>& rows);
 
 // Densifies rows (as returned by export_motion_rows) onto the 4x4-cell grid of a width x height frame.
-void densify_motion(const int32_t* rows, int64_t n, int width, int height, MotionField& field);
-
-// Writes the public mv_field (cells_h x cells_w x 4 float32: L0 dx, dy, L1 dx, dy in pixels) and intra_mask.
-void motion_field_to_float(const MotionField& field, float* mv_field, uint8_t* intra_mask);
+// When `mv_field` is not null it receives cells_h x cells_w x 4 float32 (L0 dx, dy, L1 dx, dy in pixels,
+// motion / motion_scale; 0 where a list has no vector), and `intra_mask` (nullable) 1 for cells without vectors.
+void densify_motion(const int32_t* rows, int64_t n, int width, int height, MotionField& field, float* mv_field,
+                    uint8_t* intra_mask);
 
 }  // namespace ov2

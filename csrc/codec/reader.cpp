@@ -309,7 +309,7 @@ class Decoder {
     out.height = cur.height;
     const int W = cur.width, H = cur.height;
     if (req_.luma) {
-      out.luma.resize(static_cast<size_t>(W) * H);
+      out.luma.allocate(static_cast<size_t>(W) * H);
       const Plane v = cur.visible();
       for (int y = 0; y < H; ++y) std::memcpy(out.luma.data() + static_cast<size_t>(y) * W, v.data + y * v.stride, W);
     }
@@ -317,30 +317,31 @@ class Decoder {
     if (need_field) {
       export_motion_rows(f, rows_);
       const int64_t n = static_cast<int64_t>(rows_.size() / kMvCols);
-      densify_motion(rows_.data(), n, W, H, field_);
+      const size_t cells = static_cast<size_t>((W + 3) / 4) * ((H + 3) / 4);
+      float* mv = nullptr;
+      uint8_t* mask = nullptr;
       if (req_.mvs) {
-        out.mvs = rows_;
-        out.mv_field.resize(static_cast<size_t>(field_.cells_w) * field_.cells_h * 4);
-        out.intra_mask.resize(static_cast<size_t>(field_.cells_w) * field_.cells_h);
-        motion_field_to_float(field_, out.mv_field.data(), out.intra_mask.data());
-        if (letter == 'I') std::fill(out.intra_mask.begin(), out.intra_mask.end(), 1);
+        std::memcpy(out.mvs.allocate(rows_.size()), rows_.data(), rows_.size() * sizeof(int32_t));
+        mv = out.mv_field.allocate(cells * 4);
+        mask = out.intra_mask.allocate(cells);
       }
-      if (req_.coding_cost) {
-        out.coding_cost.resize(static_cast<size_t>(field_.cells_w) * field_.cells_h);
-        coding_cost(field_, letter == 'I', f, out.coding_cost.data());
-      }
+      densify_motion(rows_.data(), n, W, H, field_, mv, mask);
+      if (mask && letter == 'I') std::memset(mask, 1, cells);
+      if (req_.coding_cost) coding_cost(field_, letter == 'I', f, out.coding_cost.allocate(cells));
     }
     const bool reference = req_.residual ? is_reference(letter) : false;
     if (req_.residual) {
-      out.residual.assign(static_cast<size_t>(W) * H, 0);
-      if (letter != 'I') {
+      out.residual.allocate(static_cast<size_t>(W) * H);
+      if (letter == 'I') {
+        std::memset(out.residual.data(), 0, out.residual.size() * sizeof(int16_t));
+      } else {
         const Luma8 *r0 = nullptr, *r1 = nullptr;
         for (const Luma8& r : refs_) {
           if (r.pts < pts && (!r0 || r.pts > r0->pts)) r0 = &r;
           if (r.pts > pts && (!r1 || r.pts < r1->pts)) r1 = &r;
         }
-        compute_residual(cur.visible(), r0 ? &r0->coded : nullptr, r1 ? &r1->coded : nullptr, field_, interp_,
-                         out.residual.data());
+        compute_residual(cur.visible(), r0 ? &r0->coded : nullptr, r1 ? &r1->coded : nullptr, rows_.data(),
+                         static_cast<int64_t>(rows_.size() / kMvCols), field_, interp_, scratch_, out.residual.data());
       }
       if (reference) push_reference(std::move(cur));
     }
@@ -362,6 +363,7 @@ class Decoder {
   std::map<int64_t, int8_t> ref_by_pts_;
   std::vector<int32_t> rows_;
   MotionField field_;
+  ResidualScratch scratch_;
   StreamStats stats_;
 };
 

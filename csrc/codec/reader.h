@@ -47,18 +47,34 @@ struct FrameRequest {
   int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
 };
 
+// An uninitialised array (std::vector would zero-fill buffers that are overwritten anyway).
+template <class T>
+struct Buffer {
+  std::unique_ptr<T[]> ptr;
+  size_t n = 0;
+  T* allocate(size_t count) {
+    ptr.reset(new T[count]);
+    n = count;
+    return ptr.get();
+  }
+  T* data() const { return ptr.get(); }
+  size_t size() const { return n; }
+  T* begin() const { return ptr.get(); }
+  T* end() const { return ptr.get() + n; }
+};
+
 struct FrameOut {
   int64_t index = 0;
   double pts_s = 0.0;
   char pict_type = '?';
   bool keyframe = false;
   int width = 0, height = 0;
-  std::vector<uint8_t> luma;          // H x W
-  std::vector<int32_t> mvs;           // N x 10
-  std::vector<float> mv_field;        // ceil(H/4) x ceil(W/4) x 4
-  std::vector<uint8_t> intra_mask;    // ceil(H/4) x ceil(W/4)
-  std::vector<int16_t> residual;      // H x W
-  std::vector<float> coding_cost;     // ceil(H/4) x ceil(W/4)
+  Buffer<uint8_t> luma;          // H x W
+  Buffer<int32_t> mvs;           // N x 10
+  Buffer<float> mv_field;        // ceil(H/4) x ceil(W/4) x 4
+  Buffer<uint8_t> intra_mask;    // ceil(H/4) x ceil(W/4)
+  Buffer<int16_t> residual;      // H x W
+  Buffer<float> coding_cost;     // ceil(H/4) x ceil(W/4)
   size_t bytes() const {
     return luma.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() + residual.size() * 2 +
            coding_cost.size() * 4;

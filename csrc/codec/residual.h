@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "codec/motion.h"
 
@@ -31,9 +32,15 @@ struct Plane {
 void predict_block(const Plane& ref, Interp interp, int x0, int y0, int w, int h, int mx, int my, int scale,
                    uint8_t* out, ptrdiff_t out_stride);
 
+// Reusable prediction planes (one per list).
+struct ResidualScratch {
+  std::vector<uint8_t> pred[2];
+};
+
 // Residual of one inter frame: `cur` is the visible decoded luma (W x H), ref0/ref1 the L0/L1 reference
-// pictures (nullable), `field` the densified vectors. Writes W x H int16 into `residual`.
-void compute_residual(const Plane& cur, const Plane* ref0, const Plane* ref1, const MotionField& field, Interp interp,
-                      int16_t* residual);
+// pictures (nullable), `rows` the n exported vectors (N x 10) and `field` their densification (cell masks).
+// Writes W x H int16 into `residual`.
+void compute_residual(const Plane& cur, const Plane* ref0, const Plane* ref1, const int32_t* rows, int64_t n,
+                      const MotionField& field, Interp interp, ResidualScratch& scratch, int16_t* residual);
 
 }  // namespace ov2
