@@ -70,6 +70,7 @@ struct FrameIter {
     d["height"] = f.height;
     const py::ssize_t H = f.height, W = f.width, h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
     if (req.luma) d["luma"] = to_numpy(std::move(f.luma), {H, W});
+    if (req.rgb) d["rgb"] = to_numpy(std::move(f.rgb), {H, W, 3});
     if (req.mvs) {
       const py::ssize_t n = static_cast<py::ssize_t>(f.mvs.size() / ov2::kMvCols);
       d["motion_vectors"] = to_numpy(std::move(f.mvs), {n, static_cast<py::ssize_t>(ov2::kMvCols)});
@@ -143,9 +144,10 @@ struct Reader {
   }
 
   FrameIter frames(std::optional<py::array_t<int64_t, py::array::c_style | py::array::forcecast>> indices, bool luma,
-                   bool mvs, bool residual, bool coding_cost) {
+                   bool mvs, bool residual, bool coding_cost, bool rgb) {
     FrameIter it;
     it.req.luma = luma;
+    it.req.rgb = rgb;
     it.req.mvs = mvs;
     it.req.residual = residual;
     it.req.coding_cost = coding_cost;
@@ -211,7 +213,7 @@ void ov2_bind_codec(py::module_& m) {
       .def("info", &Reader::info)
       .def("packets", &Reader::packets)
       .def("frames", &Reader::frames, py::arg("indices") = py::none(), py::arg("luma") = true, py::arg("mvs") = false,
-           py::arg("residual") = false, py::arg("coding_cost") = false);
+           py::arg("residual") = false, py::arg("coding_cost") = false, py::arg("rgb") = false);
 
   m.def("ffmpeg_versions", []() {
     py::dict d;

@@ -313,6 +313,7 @@ class Decoder {
       const Plane v = cur.visible();
       for (int y = 0; y < H; ++y) std::memcpy(out.luma.data() + static_cast<size_t>(y) * W, v.data + y * v.stride, W);
     }
+    if (req_.rgb) to_rgb(f, W, H, out.rgb.allocate(static_cast<size_t>(W) * H * 3));
     const bool need_field = req_.mvs || req_.residual || req_.coding_cost;
     if (need_field) {
       export_motion_rows(f, rows_);
@@ -347,6 +348,30 @@ class Decoder {
     }
   }
 
+  // Visible picture as RGB24 (swscale, full-chroma interpolation, the frame's colour matrix and range).
+  void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst) {
+    FramePtr view(av_frame_clone(f));
+    if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
+      throw Error(ErrorKind::Corrupt, name(), "cannot crop a decoded frame");
+    rgb_sws_.ctx = sws_getCachedContext(rgb_sws_.ctx, view->width, view->height,
+                                        static_cast<AVPixelFormat>(view->format), W, H, AV_PIX_FMT_RGB24,
+                                        SWS_BILINEAR | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND, nullptr, nullptr, nullptr);
+    if (!rgb_sws_.ctx) throw Error(ErrorKind::UnsupportedCodec, name(), "cannot convert the pixel format to RGB");
+    const int full = view->color_range == AVCOL_RANGE_JPEG || view->format == AV_PIX_FMT_YUVJ420P ||
+                     view->format == AV_PIX_FMT_YUVJ422P || view->format == AV_PIX_FMT_YUVJ444P;
+    const int cs = view->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT;
+    int* inv_table = nullptr;
+    int* table = nullptr;
+    int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
+    if (sws_getColorspaceDetails(rgb_sws_.ctx, &inv_table, &src_range, &table, &dst_range, &brightness, &contrast,
+                                 &saturation) >= 0)
+      sws_setColorspaceDetails(rgb_sws_.ctx, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
+                               brightness, contrast, saturation);
+    uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
+    int ls[4] = {W * 3, 0, 0, 0};
+    sws_scale(rgb_sws_.ctx, view->data, view->linesize, 0, view->height, d, ls);
+  }
+
   ReaderOptions opt_;
   FrameRequest req_;
   Demuxer dm_;
@@ -355,7 +380,7 @@ class Decoder {
   CodecContextPtr ctx_;
   PacketPtr pkt_;
   FramePtr frame_;
-  SwsHolder sws_;
+  SwsHolder sws_, rgb_sws_;
   double tb_ = 0.0;
   bool held_ = false, demux_eof_ = false, draining_ = false, segment_done_ = false;
   int64_t held_index_ = -1, next_pkt_index_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;

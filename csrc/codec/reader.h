@@ -42,7 +42,7 @@ struct ReaderOptions {
 struct FrameRequest {
   bool all = true;
   std::vector<int64_t> indices;  // sorted, unique; used when !all
-  bool luma = true, mvs = false, residual = false, coding_cost = false;
+  bool luma = true, rgb = false, mvs = false, residual = false, coding_cost = false;
   bool wants(int64_t index) const;
   int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
 };
@@ -70,13 +70,14 @@ struct FrameOut {
   bool keyframe = false;
   int width = 0, height = 0;
   Buffer<uint8_t> luma;          // H x W
+  Buffer<uint8_t> rgb;           // H x W x 3 (RGB24)
   Buffer<int32_t> mvs;           // N x 10
   Buffer<float> mv_field;        // ceil(H/4) x ceil(W/4) x 4
   Buffer<uint8_t> intra_mask;    // ceil(H/4) x ceil(W/4)
   Buffer<int16_t> residual;      // H x W
   Buffer<float> coding_cost;     // ceil(H/4) x ceil(W/4)
   size_t bytes() const {
-    return luma.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() + residual.size() * 2 +
+    return luma.size() + rgb.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() + residual.size() * 2 +
            coding_cost.size() * 4;
   }
 };

@@ -88,6 +88,7 @@ class Frame:
     pict_type: str  # 'I', 'P', 'B' ('?' when the decoder does not say)
     keyframe: bool
     luma: Optional[np.ndarray]  # uint8 H x W
+    rgb: Optional[np.ndarray] = None  # uint8 H x W x 3 (with_rgb=True)
     motion_vectors: Optional[np.ndarray] = None  # int32 N x 10, see MV_COLUMNS
     mv_field: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) x 4: L0 dx, dy, L1 dx, dy (pixels)
     intra_mask: Optional[np.ndarray] = None  # bool ceil(H/4) x ceil(W/4): cells without any vector
@@ -196,6 +197,7 @@ class VideoReader:
         indices: Optional[Sequence[int]] = None,
         *,
         with_luma: bool = True,
+        with_rgb: bool = False,
         with_mvs: bool = False,
         with_residual: bool = False,
         with_coding_cost: bool = False,
@@ -204,12 +206,13 @@ class VideoReader:
 
         ``indices`` selects which frames (presentation-order indices) are materialised; every frame up to the
         last selected one is still decoded (P/B frames depend on earlier ones), unselected ones cost no copies.
-        Decoding stops after the last selected frame.
+        Decoding stops after the last selected frame. ``with_rgb`` adds the visible picture as RGB24
+        (the frame's colour matrix and range).
         """
         idx = None if indices is None else np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
         if idx is not None and idx.size and idx.min() < 0:
             raise errors.ConfigError("indices", "frame indices must be >= 0")
-        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost)
+        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb)
         return self._iterate(it, complete=idx is None)
 
     def _iterate(self, it, complete: bool) -> Iterator[Frame]:
@@ -223,6 +226,7 @@ class VideoReader:
                     pict_type=d["pict_type"],
                     keyframe=d["keyframe"],
                     luma=d.get("luma"),
+                    rgb=d.get("rgb"),
                     motion_vectors=d.get("motion_vectors"),
                     mv_field=d.get("mv_field"),
                     intra_mask=d.get("intra_mask"),
