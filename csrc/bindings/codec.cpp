@@ -77,6 +77,7 @@ struct FrameIter {
       d["mv_field"] = to_numpy(std::move(f.mv_field), {h4, w4, 4});
       auto mask = to_numpy(std::move(f.intra_mask), {h4, w4});
       d["intra_mask"] = mask.attr("view")("bool");
+      d["mv_flags"] = to_numpy(std::move(f.mv_flags), {h4, w4});
     }
     if (req.residual) d["residual"] = to_numpy(std::move(f.residual), {H, W});
     if (req.coding_cost) d["coding_cost"] = to_numpy(std::move(f.coding_cost), {h4, w4});

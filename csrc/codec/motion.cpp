@@ -30,7 +30,7 @@ int64_t export_motion_rows(const AVFrame* frame, std::vector<int32_t>& rows) {
 }
 
 void densify_motion(const int32_t* rows, int64_t n, int width, int height, MotionField& f, float* mv_field,
-                    uint8_t* intra_mask) {
+                    uint8_t* intra_mask, uint8_t* mv_flags) {
   f.cells_w = (width + 3) / 4;
   f.cells_h = (height + 3) / 4;
   const size_t cells = static_cast<size_t>(f.cells_w) * f.cells_h;
@@ -78,6 +78,8 @@ void densify_motion(const int32_t* rows, int64_t n, int width, int height, Motio
   }
   if (intra_mask)
     for (size_t c = 0; c < cells; ++c) intra_mask[c] = (f.has[0][c] | f.has[1][c]) ? 0 : 1;
+  if (mv_flags)
+    for (size_t c = 0; c < cells; ++c) mv_flags[c] = static_cast<uint8_t>(f.has[0][c] | (f.has[1][c] << 1));
 }
 
 }  // namespace ov2

@@ -26,7 +26,8 @@ int64_t export_motion_rows(const AVFrame* frame, std::vector<int32_t>& rows);
 // Densifies rows (as returned by export_motion_rows) onto the 4x4-cell grid of a width x height frame.
 // When `mv_field` is not null it receives cells_h x cells_w x 4 float32 (L0 dx, dy, L1 dx, dy in pixels,
 // motion / motion_scale; 0 where a list has no vector), and `intra_mask` (nullable) 1 for cells without vectors.
+// `mv_flags` (nullable) receives per cell bit 0 = has an L0 vector, bit 1 = has an L1 vector.
 void densify_motion(const int32_t* rows, int64_t n, int width, int height, MotionField& field, float* mv_field,
-                    uint8_t* intra_mask);
+                    uint8_t* intra_mask, uint8_t* mv_flags = nullptr);
 
 }  // namespace ov2

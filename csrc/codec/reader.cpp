@@ -321,12 +321,14 @@ class Decoder {
       const size_t cells = static_cast<size_t>((W + 3) / 4) * ((H + 3) / 4);
       float* mv = nullptr;
       uint8_t* mask = nullptr;
+      uint8_t* flags = nullptr;
       if (req_.mvs) {
         std::memcpy(out.mvs.allocate(rows_.size()), rows_.data(), rows_.size() * sizeof(int32_t));
         mv = out.mv_field.allocate(cells * 4);
         mask = out.intra_mask.allocate(cells);
+        flags = out.mv_flags.allocate(cells);
       }
-      densify_motion(rows_.data(), n, W, H, field_, mv, mask);
+      densify_motion(rows_.data(), n, W, H, field_, mv, mask, flags);
       if (mask && letter == 'I') std::memset(mask, 1, cells);
       if (req_.coding_cost) coding_cost(field_, letter == 'I', f, out.coding_cost.allocate(cells));
     }

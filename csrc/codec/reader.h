@@ -74,10 +74,11 @@ struct FrameOut {
   Buffer<int32_t> mvs;           // N x 10
   Buffer<float> mv_field;        // ceil(H/4) x ceil(W/4) x 4
   Buffer<uint8_t> intra_mask;    // ceil(H/4) x ceil(W/4)
+  Buffer<uint8_t> mv_flags;      // ceil(H/4) x ceil(W/4): bit 0 L0 vector, bit 1 L1 vector
   Buffer<int16_t> residual;      // H x W
   Buffer<float> coding_cost;     // ceil(H/4) x ceil(W/4)
   size_t bytes() const {
-    return luma.size() + rgb.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() + residual.size() * 2 +
+    return luma.size() + rgb.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() * 2 + residual.size() * 2 +
            coding_cost.size() * 4;
   }
 };

@@ -92,6 +92,7 @@ class Frame:
     motion_vectors: Optional[np.ndarray] = None  # int32 N x 10, see MV_COLUMNS
     mv_field: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) x 4: L0 dx, dy, L1 dx, dy (pixels)
     intra_mask: Optional[np.ndarray] = None  # bool ceil(H/4) x ceil(W/4): cells without any vector
+    mv_flags: Optional[np.ndarray] = None  # uint8 ceil(H/4) x ceil(W/4): bit 0 has L0, bit 1 has L1
     residual: Optional[np.ndarray] = None  # int16 H x W, motion-compensated prediction residual
     coding_cost: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) in [0, 1]
     width: int = 0
@@ -230,6 +231,7 @@ class VideoReader:
                     motion_vectors=d.get("motion_vectors"),
                     mv_field=d.get("mv_field"),
                     intra_mask=d.get("intra_mask"),
+                    mv_flags=d.get("mv_flags"),
                     residual=d.get("residual"),
                     coding_cost=d.get("coding_cost"),
                     width=d["width"],

@@ -1,0 +1,37 @@
+// DESIGN §5.1 — canvas geometry and the two resizes (bilinear RGB, area-average float maps).
+#pragma once
+
+#include <cstdint>
+
+#include "tokenize/common.h"
+
+namespace ov2::tok {
+
+struct CanvasSize {
+  int64_t height = 0;
+  int64_t width = 0;
+};
+
+// Canvas size for a height×width frame: aspect ratio kept, each side a multiple of f = patch·merge,
+// min_pixels ≤ H·W ≤ max_pixels. Steps (docs/tokenize.md):
+//   s = sqrt(max/(H·W)) if H·W > max, sqrt(min/(H·W)) if H·W < min, else 1;
+//   h = max(1, floor(H·s/f + 0.5))·f, w likewise;
+//   while h·w > max: shrink by f the side that is relatively larger (h·W ≥ w·H → h, ties → h), never below f;
+//   while h·w < min: grow by f the side that is relatively smaller (h·W ≤ w·H → h, ties → h).
+// Throws Error when the bounds cannot be met (min > max, f² > max, bad sizes).
+CanvasSize canvas_size(int64_t height, int64_t width, int64_t patch, int64_t merge, int64_t min_pixels,
+                       int64_t max_pixels);
+
+// Bilinear resize of interleaved uint8 images [sh, sw, ch] → [dh, dw, ch], half-pixel centres
+// (align_corners = false), source coordinate clamped to [0, size − 1], no antialiasing, evaluated in double:
+//   v = (1 − wy)·((1 − wx)·p00 + wx·p01) + wy·((1 − wx)·p10 + wx·p11),  out = clamp(floor(v + 0.5), 0, 255).
+void resize_bilinear_u8(const uint8_t* src, int64_t sh, int64_t sw, int64_t ch, uint8_t* dst, int64_t dh,
+                        int64_t dw);
+
+// Area-average resize of a float map [sh, sw] → [dh, dw]: output cell y covers the source interval
+// [y·sh/dh, (y + 1)·sh/dh) (likewise x); value = overlap-weighted mean of the covered source cells, weights
+// computed in double, rows first then columns. Works for up- and down-scaling. No value scaling (callers
+// scale motion magnitudes themselves).
+void resize_area_f32(const float* src, int64_t sh, int64_t sw, float* dst, int64_t dh, int64_t dw);
+
+}  // namespace ov2::tok

@@ -1,0 +1,186 @@
+#include "tokenize/saliency.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+namespace ov2::tok {
+
+double percentile_linear(double* v, int64_t n, double q) {
+  require(n >= 1, "percentile: no values");
+  const double pos = (q / 100.0) * static_cast<double>(n - 1);
+  int64_t lo = static_cast<int64_t>(std::floor(pos));
+  lo = std::min(std::max<int64_t>(lo, 0), n - 1);
+  const int64_t hi = std::min(lo + 1, n - 1);
+  std::nth_element(v, v + lo, v + n);
+  const double a = v[lo];
+  double b = a;
+  if (hi != lo) b = *std::min_element(v + lo + 1, v + n);
+  return a + (b - a) * (pos - static_cast<double>(lo));
+}
+
+namespace {
+
+// A multiset given as (value, multiplicity) pairs; every pixel of a 4×4 cell carries the cell's value, so
+// order statistics over pixels are order statistics over cells weighted by their pixel counts (exactly).
+// Selection is a weighted quickselect (expected linear time); it returns an element's value, so the result
+// does not depend on how the partitioning went.
+struct Weighted {
+  std::vector<std::pair<double, int64_t>> items;
+  int64_t total = 0;
+  void finish() {
+    total = 0;
+    for (const auto& it : items) total += it.second;
+  }
+  // k-th smallest (0-based) pixel value; reorders items
+  double kth(int64_t k) {
+    size_t lo = 0, hi = items.size();
+    for (;;) {
+      if (hi - lo <= 16) {
+        std::sort(items.begin() + static_cast<std::ptrdiff_t>(lo), items.begin() + static_cast<std::ptrdiff_t>(hi),
+                  [](const auto& a, const auto& b) { return a.first < b.first; });
+        int64_t cum = 0;
+        for (size_t i = lo; i < hi; ++i) {
+          cum += items[i].second;
+          if (k < cum) return items[i].first;
+        }
+        return items[hi - 1].first;
+      }
+      const double a = items[lo].first, b = items[lo + (hi - lo) / 2].first, c = items[hi - 1].first;
+      const double pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));  // median of three
+      auto first = items.begin() + static_cast<std::ptrdiff_t>(lo), last = items.begin() + static_cast<std::ptrdiff_t>(hi);
+      auto m1 = std::partition(first, last, [&](const auto& x) { return x.first < pivot; });
+      auto m2 = std::partition(m1, last, [&](const auto& x) { return x.first == pivot; });
+      int64_t wl = 0, we = 0;
+      for (auto it = first; it != m1; ++it) wl += it->second;
+      for (auto it = m1; it != m2; ++it) we += it->second;
+      if (k < wl) {
+        hi = static_cast<size_t>(m1 - items.begin());
+      } else if (k < wl + we) {
+        return pivot;
+      } else {
+        k -= wl + we;
+        lo = static_cast<size_t>(m2 - items.begin());
+      }
+    }
+  }
+  double median() {  // numpy's median
+    const int64_t mid = total / 2;
+    const double upper = kth(mid);
+    if (total % 2 == 1) return upper;
+    return (kth(mid - 1) + upper) / 2.0;
+  }
+  double percentile(double q) {  // == percentile_linear over the expanded pixels
+    const double pos = (q / 100.0) * static_cast<double>(total - 1);
+    int64_t lo = static_cast<int64_t>(std::floor(pos));
+    lo = std::min(std::max<int64_t>(lo, 0), total - 1);
+    const int64_t hi = std::min(lo + 1, total - 1);
+    const double a = kth(lo);
+    const double b = kth(hi);
+    return a + (b - a) * (pos - static_cast<double>(lo));
+  }
+};
+
+}  // namespace
+
+void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_t w4, const int16_t* residual,
+              int64_t height, int64_t width, bool is_intra_frame, float* out_s) {
+  require(height >= 1 && width >= 1, "saliency: frame size must be positive");
+  const int64_t npx = height * width;
+  if (is_intra_frame) {
+    std::fill(out_s, out_s + npx, 0.0f);
+    return;
+  }
+  // Motion term per cell of the (ceil(H/4), ceil(W/4)) grid actually covering the frame.
+  const int64_t ch = (height + 3) / 4, cw = (width + 3) / 4;
+  std::vector<double> mbar;  // per cell, M̄; empty when no motion term
+  if (mv_field) {
+    require(h4 >= ch && w4 >= cw, "saliency: mv_field grid smaller than ceil(frame/4)");
+    std::vector<double> cx(static_cast<size_t>(ch * cw)), cy(static_cast<size_t>(ch * cw));
+    std::vector<uint8_t> valid(static_cast<size_t>(ch * cw), 0);
+    Weighted wx, wy;
+    for (int64_t a = 0; a < ch; ++a) {
+      const int64_t py = std::min<int64_t>(4, height - 4 * a);
+      for (int64_t b = 0; b < cw; ++b) {
+        const int64_t px = std::min<int64_t>(4, width - 4 * b);
+        const int64_t cell = a * w4 + b, c = a * cw + b;
+        const uint8_t fl = mv_flags ? mv_flags[cell] : uint8_t{1};
+        const float* v = mv_field + cell * 4;
+        if (fl & 1u) {
+          cx[c] = v[0];
+          cy[c] = v[1];
+        } else if (fl & 2u) {
+          cx[c] = v[2];
+          cy[c] = v[3];
+        } else {
+          continue;
+        }
+        valid[c] = 1;
+        wx.items.emplace_back(cx[c], py * px);
+        wy.items.emplace_back(cy[c], py * px);
+      }
+    }
+    if (!wx.items.empty()) {
+      wx.finish();
+      wy.finish();
+      const double mx = wx.median(), my = wy.median();
+      std::vector<double> mag(static_cast<size_t>(ch * cw), 0.0);
+      Weighted wm;
+      for (int64_t a = 0; a < ch; ++a) {
+        const int64_t py = std::min<int64_t>(4, height - 4 * a);
+        for (int64_t b = 0; b < cw; ++b) {
+          const int64_t c = a * cw + b;
+          if (!valid[c]) continue;
+          const int64_t px = std::min<int64_t>(4, width - 4 * b);
+          const double dx = cx[c] - mx, dy = cy[c] - my;
+          mag[c] = std::sqrt(dx * dx + dy * dy);
+          wm.items.emplace_back(mag[c], py * px);
+        }
+      }
+      wm.finish();
+      const double den = std::max(wm.percentile(95.0), 1e-6);
+      mbar.assign(static_cast<size_t>(ch * cw), 0.0);
+      for (int64_t c = 0; c < ch * cw; ++c) {
+        if (valid[c]) mbar[c] = std::min(1.0, mag[c] / den);
+      }
+    }
+  }
+  // Residual term: exact order statistics of |r| through a histogram (|r| ≤ 32768).
+  double den_r = 1.0;
+  if (residual) {
+    std::vector<int64_t> hist(32769, 0);
+    for (int64_t i = 0; i < npx; ++i) ++hist[static_cast<size_t>(std::abs(static_cast<int32_t>(residual[i])))];
+    auto kth = [&](int64_t k) {
+      int64_t cum = 0;
+      for (size_t v = 0; v < hist.size(); ++v) {
+        cum += hist[v];
+        if (k < cum) return static_cast<double>(v);
+      }
+      return 32768.0;
+    };
+    const double pos = (95.0 / 100.0) * static_cast<double>(npx - 1);
+    int64_t lo = static_cast<int64_t>(std::floor(pos));
+    lo = std::min(std::max<int64_t>(lo, 0), npx - 1);
+    const int64_t hi = std::min(lo + 1, npx - 1);
+    const double a = kth(lo), b = kth(hi);
+    den_r = std::max(a + (b - a) * (pos - static_cast<double>(lo)), 1.0);
+  }
+  // R̄ depends only on |r|: a table over 0..32768 (same arithmetic as per pixel)
+  std::vector<double> rbar;
+  if (residual) {
+    rbar.resize(32769);
+    for (size_t v = 0; v < rbar.size(); ++v) rbar[v] = std::min(1.0, static_cast<double>(v) / den_r);
+  }
+  for (int64_t y = 0; y < height; ++y) {
+    const double* mrow = mbar.empty() ? nullptr : mbar.data() + (y / 4) * cw;
+    const int16_t* rrow = residual ? residual + y * width : nullptr;
+    float* orow = out_s + y * width;
+    for (int64_t x = 0; x < width; ++x) {
+      const double m = mrow ? mrow[x / 4] : 0.0;
+      const double r = rrow ? rbar[static_cast<size_t>(std::abs(static_cast<int32_t>(rrow[x])))] : 0.0;
+      orow[x] = static_cast<float>((m + r) / 2.0);
+    }
+  }
+}
+
+}  // namespace ov2::tok
