@@ -70,7 +70,7 @@ struct FrameIter {
     d["height"] = f.height;
     const py::ssize_t H = f.height, W = f.width, h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
     if (req.luma) d["luma"] = to_numpy(std::move(f.luma), {H, W});
-    if (req.rgb) d["rgb"] = to_numpy(std::move(f.rgb), {H, W, 3});
+    if (req.rgb) d["rgb"] = to_numpy(std::move(f.rgb), {f.rgb_h, f.rgb_w, 3});
     if (req.mvs) {
       const py::ssize_t n = static_cast<py::ssize_t>(f.mvs.size() / ov2::kMvCols);
       d["motion_vectors"] = to_numpy(std::move(f.mvs), {n, static_cast<py::ssize_t>(ov2::kMvCols)});
@@ -145,8 +145,10 @@ struct Reader {
   }
 
   FrameIter frames(std::optional<py::array_t<int64_t, py::array::c_style | py::array::forcecast>> indices, bool luma,
-                   bool mvs, bool residual, bool coding_cost, bool rgb) {
+                   bool mvs, bool residual, bool coding_cost, bool rgb, int rgb_width, int rgb_height) {
     FrameIter it;
+    it.req.rgb_width = rgb_width;
+    it.req.rgb_height = rgb_height;
     it.req.luma = luma;
     it.req.rgb = rgb;
     it.req.mvs = mvs;
@@ -214,7 +216,8 @@ void ov2_bind_codec(py::module_& m) {
       .def("info", &Reader::info)
       .def("packets", &Reader::packets)
       .def("frames", &Reader::frames, py::arg("indices") = py::none(), py::arg("luma") = true, py::arg("mvs") = false,
-           py::arg("residual") = false, py::arg("coding_cost") = false, py::arg("rgb") = false);
+           py::arg("residual") = false, py::arg("coding_cost") = false, py::arg("rgb") = false,
+           py::arg("rgb_width") = 0, py::arg("rgb_height") = 0);
 
   m.def("ffmpeg_versions", []() {
     py::dict d;

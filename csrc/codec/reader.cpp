@@ -313,7 +313,11 @@ class Decoder {
       const Plane v = cur.visible();
       for (int y = 0; y < H; ++y) std::memcpy(out.luma.data() + static_cast<size_t>(y) * W, v.data + y * v.stride, W);
     }
-    if (req_.rgb) to_rgb(f, W, H, out.rgb.allocate(static_cast<size_t>(W) * H * 3));
+    if (req_.rgb) {
+      out.rgb_w = req_.rgb_width > 0 ? req_.rgb_width : W;
+      out.rgb_h = req_.rgb_height > 0 ? req_.rgb_height : H;
+      to_rgb(f, out.rgb_w, out.rgb_h, out.rgb.allocate(static_cast<size_t>(out.rgb_w) * out.rgb_h * 3));
+    }
     const bool need_field = req_.mvs || req_.residual || req_.coding_cost;
     if (need_field) {
       export_motion_rows(f, rows_);

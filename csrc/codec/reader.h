@@ -43,6 +43,7 @@ struct FrameRequest {
   bool all = true;
   std::vector<int64_t> indices;  // sorted, unique; used when !all
   bool luma = true, rgb = false, mvs = false, residual = false, coding_cost = false;
+  int rgb_width = 0, rgb_height = 0;  // RGB output size (0: the visible size); resized with bilinear swscale
   bool wants(int64_t index) const;
   int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
 };
@@ -70,7 +71,8 @@ struct FrameOut {
   bool keyframe = false;
   int width = 0, height = 0;
   Buffer<uint8_t> luma;          // H x W
-  Buffer<uint8_t> rgb;           // H x W x 3 (RGB24)
+  Buffer<uint8_t> rgb;           // rgb_h x rgb_w x 3 (RGB24)
+  int rgb_w = 0, rgb_h = 0;
   Buffer<int32_t> mvs;           // N x 10
   Buffer<float> mv_field;        // ceil(H/4) x ceil(W/4) x 4
   Buffer<uint8_t> intra_mask;    // ceil(H/4) x ceil(W/4)

@@ -20,13 +20,20 @@ from .errors import (
     UnsupportedCodecError,
     VideoOpenError,
 )
+from .config import TokenizerConfig
 from .samples import sample_video
+from .tokenize import tokenize_image, tokenize_video
+from .tokens import VisualTokens
 from .video import MV_COLUMNS, Frame, Packets, VideoInfo, VideoReader, open_video
 
 __version__ = "0.1.0"
 
 __all__ = [
     "open_video",
+    "tokenize_video",
+    "tokenize_image",
+    "TokenizerConfig",
+    "VisualTokens",
     "VideoReader",
     "VideoInfo",
     "Packets",

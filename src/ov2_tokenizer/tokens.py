@@ -176,7 +176,9 @@ class VisualTokens:
         if self.groups:
             n = len(self.groups.get("start_s", []))
             lines.append(f"  {n} groups:")
-            for k in range(n):
+            for k in list(range(min(n, 6))) + ([n - 1] if n > 6 else []):
+                if k == n - 1 and n > 6:
+                    lines.append(f"    ... {n - 7} more")
                 lines.append(
                     f"    κ={k}: {float(self.groups['start_s'][k]):7.2f}–{float(self.groups['end_s'][k]):7.2f} s  "
                     f"bit-cost {float(self.groups['bit_cost'][k]):10.0f} B  P-canvases {int(self.groups['num_p'][k])}"

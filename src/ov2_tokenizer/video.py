@@ -202,18 +202,22 @@ class VideoReader:
         with_mvs: bool = False,
         with_residual: bool = False,
         with_coding_cost: bool = False,
+        rgb_size: Optional[tuple[int, int]] = None,
     ) -> Iterator[Frame]:
         """Yields decoded frames in presentation order.
 
         ``indices`` selects which frames (presentation-order indices) are materialised; every frame up to the
         last selected one is still decoded (P/B frames depend on earlier ones), unselected ones cost no copies.
         Decoding stops after the last selected frame. ``with_rgb`` adds the visible picture as RGB24
-        (the frame's colour matrix and range).
+        (the frame's colour matrix and range), resized to ``rgb_size=(height, width)`` when given (bilinear).
         """
         idx = None if indices is None else np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
         if idx is not None and idx.size and idx.min() < 0:
             raise errors.ConfigError("indices", "frame indices must be >= 0")
-        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb)
+        rh, rw = (0, 0) if rgb_size is None else (int(rgb_size[0]), int(rgb_size[1]))
+        if rh < 0 or rw < 0:
+            raise errors.ConfigError("rgb_size", f"must be (height, width) >= 0, got {rgb_size!r}")
+        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb, rw, rh)
         return self._iterate(it, complete=idx is None)
 
     def _iterate(self, it, complete: bool) -> Iterator[Frame]:

@@ -1,0 +1,129 @@
+"""The LLaVA-OneVision-2 codec-stream mode (DESIGN §5.2–5.7): GOP partition from packet bit-cost, saliency from
+motion vectors and residuals, block scores, stratified allocation and canvas packing.
+
+One decoding pass: the partition and the candidate frames come from the packet table (demux only); the decoder
+then materialises only the candidate frames (RGB at canvas size, vectors, residual, coding cost) and each is
+reduced to its block scores at once. With ``accumulate="interval"`` every decoded frame's saliency is folded
+into a running maximum that the next candidate takes over.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ._native import core
+from .config import TokenizerConfig
+from .errors import CorruptVideoError
+from .frames_mode import frame_times
+from .tokens import VisualTokens
+from .video import VideoReader
+
+__all__ = ["tokenize_codec_stream"]
+
+
+def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
+    t_start = time.perf_counter()
+    info = video.info
+    pk = video.packets()
+    times = frame_times(video)
+    if times.size == 0:
+        raise CorruptVideoError(video.name, "the video has no frames")
+    t0 = float(times[0])
+    cand = np.asarray(core.tok.candidate_frames(times, min(cfg.num_frames, times.size)), dtype=np.int64)
+    pict = pk.pict_type.view(np.uint8)
+    part = core.tok.gop_partition(
+        pk.pts_s, pk.size, pict, pk.keyframe, k_tar=cfg.k_target,
+        duration_s=float(times[-1] - t0) + (float(times[1] - times[0]) if times.size > 1 else 0.0),
+        t0=t0, delta=cfg.bin_s, t_min=cfg.t_min_s, t_max=cfg.t_max_s, radius=cfg.valley_radius, energy=cfg.energy,
+    )
+    hc, wc = core.tok.canvas_size(info.height, info.width, cfg.patch_size, cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
+    bs = cfg.block_pixels
+    nbh, nbw = hc // bs, wc // bs
+    n = cand.size
+    scores = np.empty((n, nbh, nbw), dtype=np.float32)
+    images = np.empty((n, hc, wc, 3), dtype=np.uint8)
+    cand_frame = np.empty(n, dtype=np.int32)
+    cand_t = np.empty(n, dtype=np.float64)
+    t_plan = time.perf_counter()
+
+    interval = cfg.accumulate == "interval"
+    wanted = None if interval else cand
+    acc = None  # running maximum of S since the previous candidate (accumulate="interval")
+    k = 0
+    cand_set = set(int(c) for c in cand) if interval else None
+    for f in video.frames(indices=wanted, with_luma=False, with_rgb=True, with_mvs=True, with_residual=True,
+                          with_coding_cost=True, rgb_size=(hc, wc)):
+        intra = f.pict_type == "I"
+        if interval:
+            s = core.tok.saliency(f.height, f.width, f.mv_field, f.mv_flags, f.residual, intra)
+            acc = s if acc is None else np.maximum(acc, s)
+            if f.index not in cand_set:
+                continue
+            s_use = acc
+            acc = None
+            scores[k] = core.tok.block_score(core.tok.resize_area(s_use, hc, wc),
+                                             core.tok.resize_area(f.coding_cost, hc, wc) if not intra else None,
+                                             cfg.patch_size, cfg.merge_size, cfg.beta if not intra else 0.0)
+        else:
+            scores[k] = core.tok.score_frame(hc, wc, f.height, f.width, f.mv_field, f.mv_flags, f.residual,
+                                             f.coding_cost, intra, cfg.patch_size, cfg.merge_size, cfg.beta)
+        images[k] = f.rgb
+        cand_frame[k] = f.index
+        cand_t[k] = f.pts_s
+        k += 1
+        if k == n:
+            break
+    t_decode = time.perf_counter()
+    if k == 0:
+        raise CorruptVideoError(video.name, "no candidate frame could be decoded")
+    if k < n:  # fewer frames decoded than packets promised (damaged file): use what exists
+        scores, images, cand_frame, cand_t = scores[:k], images[:k], cand_frame[:k], cand_t[:k]
+
+    plan = core.tok.allocate(
+        part["start"], part["end"], part["cost"], cand_t, scores, max_canvases=cfg.max_canvases, lam=cfg.lam,
+        alpha_peak=cfg.alpha_peak, anchor=cfg.anchor, t0=t0, delta=cfg.bin_s,
+    )
+    rec = core.tok.pack_records(plan, cand_frame, cand_t, hc, wc, cfg.patch_size, cfg.merge_size, cfg.temporal_coord)
+    canvases = core.tok.pack_canvases(plan, images, cfg.patch_size, cfg.merge_size)
+    t_pack = time.perf_counter()
+    g_start = np.asarray(plan["group_start"], dtype=np.float64) * cfg.bin_s + t0
+    g_end = (np.asarray(plan["group_end"], dtype=np.float64) + 1) * cfg.bin_s + t0
+    t_s = np.asarray(rec["t_s"], dtype=np.float32)
+    t_s = np.where(np.asarray(rec["frame"]) < 0, np.float32("nan"), t_s)
+    return VisualTokens(
+        canvases=torch.from_numpy(np.ascontiguousarray(canvases)),
+        canvas_kind=torch.from_numpy(np.asarray(plan["canvas_kind"], dtype=np.int8)),
+        canvas=torch.from_numpy(np.asarray(rec["canvas"], dtype=np.int32)),
+        frame=torch.from_numpy(np.asarray(rec["frame"], dtype=np.int32)),
+        t_s=torch.from_numpy(t_s),
+        can_hw=torch.from_numpy(np.asarray(rec["can_hw"], dtype=np.int16)),
+        src_hw=torch.from_numpy(np.asarray(rec["src_hw"], dtype=np.int16)),
+        group=torch.from_numpy(np.asarray(rec["group"], dtype=np.int32)),
+        pos_thw=torch.from_numpy(np.asarray(rec["pos_thw"], dtype=np.int32)),
+        groups={
+            "start_s": torch.from_numpy(g_start),
+            "end_s": torch.from_numpy(g_end),
+            "bit_cost": torch.from_numpy(np.asarray(plan["group_cost"], dtype=np.float64)),
+            "num_p": torch.from_numpy(np.asarray(plan["group_num_p"], dtype=np.int32)),
+        },
+        meta={
+            "mode": "codec_stream",
+            "patch_size": cfg.patch_size,
+            "merge_size": cfg.merge_size,
+            "config": cfg.to_dict(),
+            "source": video.name,
+            "canvas_hw": [hc, wc],
+            "motion_source": info.motion_source,
+            "partition": {k2: (v.tolist() if isinstance(v, np.ndarray) else v) for k2, v in part.items()},
+            "candidates": cand_frame.tolist(),
+            "candidate_times": cand_t.tolist(),
+            "canvas_widen": np.asarray(plan["canvas_widen"]).tolist(),
+            "canvas_whole": np.asarray(plan["canvas_whole"]).tolist(),
+            "canvas_frame": np.asarray(plan["canvas_frame"]).tolist(),
+            "merges": {"empty": int(plan["merges_empty"]), "budget": int(plan["merges_budget"])},
+            "timings": {"plan": t_plan - t_start, "decode_and_score": t_decode - t_plan, "pack": t_pack - t_decode},
+            **dict(video.stats),
+        },
+    )
