@@ -11,6 +11,7 @@
 #include "codec/error.h"
 #include "codec/motion.h"
 #include "codec/reader.h"
+#include "tokenize/block_score.h"
 
 namespace py = pybind11;
 
@@ -71,7 +72,7 @@ struct FrameIter {
     const py::ssize_t H = f.height, W = f.width, h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
     if (req.luma) d["luma"] = to_numpy(std::move(f.luma), {H, W});
     if (req.rgb) d["rgb"] = to_numpy(std::move(f.rgb), {f.rgb_h, f.rgb_w, 3});
-    if (req.mvs) {
+    if (req.mvs && f.mv_field.ptr) {
       const py::ssize_t n = static_cast<py::ssize_t>(f.mvs.size() / ov2::kMvCols);
       d["motion_vectors"] = to_numpy(std::move(f.mvs), {n, static_cast<py::ssize_t>(ov2::kMvCols)});
       d["mv_field"] = to_numpy(std::move(f.mv_field), {h4, w4, 4});
@@ -79,8 +80,9 @@ struct FrameIter {
       d["intra_mask"] = mask.attr("view")("bool");
       d["mv_flags"] = to_numpy(std::move(f.mv_flags), {h4, w4});
     }
-    if (req.residual) d["residual"] = to_numpy(std::move(f.residual), {H, W});
-    if (req.coding_cost) d["coding_cost"] = to_numpy(std::move(f.coding_cost), {h4, w4});
+    if (req.residual && f.residual.ptr) d["residual"] = to_numpy(std::move(f.residual), {H, W});
+    if (req.coding_cost && f.coding_cost.ptr) d["coding_cost"] = to_numpy(std::move(f.coding_cost), {h4, w4});
+    if (f.scores.ptr) d["scores"] = to_numpy(std::move(f.scores), {f.score_h, f.score_w});
     return d;
   }
 
@@ -145,8 +147,36 @@ struct Reader {
   }
 
   FrameIter frames(std::optional<py::array_t<int64_t, py::array::c_style | py::array::forcecast>> indices, bool luma,
-                   bool mvs, bool residual, bool coding_cost, bool rgb, int rgb_width, int rgb_height) {
+                   bool mvs, bool residual, bool coding_cost, bool rgb, int rgb_width, int rgb_height,
+                   std::optional<py::dict> score) {
     FrameIter it;
+    if (score) {
+      // Block scores computed on the decoding threads (DESIGN §5.4–5.5); the products they need are dropped.
+      const int64_t hc = (*score)["canvas_h"].cast<int64_t>(), wc = (*score)["canvas_w"].cast<int64_t>();
+      const int64_t patch = (*score)["patch"].cast<int64_t>(), merge = (*score)["merge"].cast<int64_t>();
+      const double beta = (*score)["beta"].cast<double>();
+      const bool keep = score->contains("keep_products") && (*score)["keep_products"].cast<bool>();
+      if (patch < 1 || merge < 1 || hc < patch * merge || wc < patch * merge || hc % (patch * merge) || wc % (patch * merge))
+        throw ov2::Error(ov2::ErrorKind::Config, "score", "canvas sides must be positive multiples of patch*merge");
+      mvs = residual = coding_cost = true;
+      it.req.post = [=](ov2::FrameOut& f) {
+        const int64_t nbh = hc / (patch * merge), nbw = wc / (patch * merge);
+        f.score_h = static_cast<int>(nbh);
+        f.score_w = static_cast<int>(nbw);
+        const int64_t h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
+        ov2::tok::score_frame(hc, wc, f.height, f.width, f.mv_field.data(), f.mv_flags.data(), h4, w4,
+                              f.residual.data(), f.coding_cost.data(), h4, w4, f.pict_type == 'I', patch, merge, beta,
+                              ov2::tok::ValidRect{}, f.scores.allocate(static_cast<size_t>(nbh * nbw)));
+        if (!keep) {
+          f.mvs = {};
+          f.mv_field = {};
+          f.intra_mask = {};
+          f.mv_flags = {};
+          f.residual = {};
+          f.coding_cost = {};
+        }
+      };
+    }
     it.req.rgb_width = rgb_width;
     it.req.rgb_height = rgb_height;
     it.req.luma = luma;
@@ -217,7 +247,7 @@ void ov2_bind_codec(py::module_& m) {
       .def("packets", &Reader::packets)
       .def("frames", &Reader::frames, py::arg("indices") = py::none(), py::arg("luma") = true, py::arg("mvs") = false,
            py::arg("residual") = false, py::arg("coding_cost") = false, py::arg("rgb") = false,
-           py::arg("rgb_width") = 0, py::arg("rgb_height") = 0);
+           py::arg("rgb_width") = 0, py::arg("rgb_height") = 0, py::arg("score") = py::none());
 
   m.def("ffmpeg_versions", []() {
     py::dict d;

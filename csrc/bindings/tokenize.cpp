@@ -208,35 +208,33 @@ py::array_t<float> score_frame_py(int64_t canvas_h, int64_t canvas_w, int64_t he
     throw Error("score_frame: canvas sides must be positive multiples of patch*merge");
   const int64_t nbh = canvas_h / (patch * merge), nbw = canvas_w / (patch * merge);
   const ValidRect rect = to_rect(valid);
-  py::array_t<float> out({nbh, nbw});
-  float* o = out.mutable_data();
-  if (is_intra) {  // I-frames are anchors, not evidence: no saliency and no coding-cost prior
-    py::gil_scoped_release nogil;
-    std::vector<float> zero(static_cast<size_t>(canvas_h * canvas_w), 0.0f);
-    block_score(zero.data(), nullptr, canvas_h, canvas_w, patch, merge, beta, rect, o);
-    return out;
+  int64_t h4 = 0, w4 = 0, ch = 0, cw = 0;
+  if (mv_field) {
+    need_ndim(*mv_field, 3, "mv_field");
+    if (mv_field->shape(2) != 4) throw Error("mv_field: expected [h4, w4, 4]");
+    h4 = mv_field->shape(0);
+    w4 = mv_field->shape(1);
+    if (h4 < (height + 3) / 4 || w4 < (width + 3) / 4) throw Error("saliency: mv_field grid smaller than ceil(frame/4)");
+    if (mv_flags && (mv_flags->ndim() != 2 || mv_flags->shape(0) != h4 || mv_flags->shape(1) != w4))
+      throw Error("mv_flags: expected the mv_field grid [h4, w4]");
   }
-  py::array_t<float> s = saliency_py(height, width, mv_field, mv_flags, residual, false);
-  const float* sp = s.data();
-  const float* cp = nullptr;
-  int64_t ch = 0, cw = 0;
+  if (residual && (residual->ndim() != 2 || residual->shape(0) != height || residual->shape(1) != width))
+    throw Error("residual: expected [height, width]");
   if (cost) {
     need_ndim(*cost, 2, "cost");
     ch = cost->shape(0);
     cw = cost->shape(1);
     if (ch < 1 || cw < 1) throw Error("cost: empty map");
-    cp = cost->data();
   }
+  py::array_t<float> out({nbh, nbw});
+  float* o = out.mutable_data();
+  const float* mv = mv_field ? mv_field->data() : nullptr;
+  const uint8_t* fl = mv_flags ? mv_flags->data() : nullptr;
+  const int16_t* res = residual ? residual->data() : nullptr;
+  const float* cp = cost ? cost->data() : nullptr;
   {
     py::gil_scoped_release nogil;
-    std::vector<float> sc(static_cast<size_t>(canvas_h * canvas_w));
-    resize_area_f32(sp, height, width, sc.data(), canvas_h, canvas_w);
-    std::vector<float> cc;
-    if (cp) {
-      cc.resize(static_cast<size_t>(canvas_h * canvas_w));
-      resize_area_f32(cp, ch, cw, cc.data(), canvas_h, canvas_w);
-    }
-    block_score(sc.data(), cp ? cc.data() : nullptr, canvas_h, canvas_w, patch, merge, beta, rect, o);
+    score_frame(canvas_h, canvas_w, height, width, mv, fl, h4, w4, res, cp, ch, cw, is_intra, patch, merge, beta, rect, o);
   }
   return out;
 }

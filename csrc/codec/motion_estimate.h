@@ -51,7 +51,8 @@ class MotionEstimator {
     const uint8_t* full = nullptr;              // sample (0, 0)
     const uint8_t* half = nullptr;              // sample (0, 0) of the half-resolution picture
   };
-  Prepared& prepare(const Plane& p, uint64_t tag, int avoid);
+  void prepare(Prepared& slot, const Plane& p, uint64_t tag);
+  int find(const Plane& p, uint64_t tag) const;  // the slot holding picture `tag`, or -1
 
   Prepared slots_[2];
   std::vector<int16_t> half_mv_;  // per block: coarse vector (half-res pixels), x, y

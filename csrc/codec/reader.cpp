@@ -14,6 +14,7 @@
 #include "codec/coding_cost.h"
 #include "codec/error.h"
 #include "codec/motion.h"
+#include "codec/motion_estimate.h"
 #include "codec/residual.h"
 
 namespace ov2 {
@@ -28,6 +29,12 @@ bool codec_exports_vectors(AVCodecID id) {
   return id == AV_CODEC_ID_H264 || id == AV_CODEC_ID_MPEG4 || id == AV_CODEC_ID_MPEG1VIDEO ||
          id == AV_CODEC_ID_MPEG2VIDEO || id == AV_CODEC_ID_H263 || id == AV_CODEC_ID_H263P ||
          id == AV_CODEC_ID_MSMPEG4V3 || id == AV_CODEC_ID_FLV1;
+}
+
+// Codecs whose frames ov2 gives estimated vectors (DESIGN §4.5): no exported vectors, not intra-only.
+bool codec_needs_estimate(AVCodecID id) {
+  const AVCodecDescriptor* d = avcodec_descriptor_get(id);
+  return !codec_exports_vectors(id) && !(d && (d->props & AV_CODEC_PROP_INTRA_ONLY));
 }
 
 Interp interp_for(AVCodecID id) { return id == AV_CODEC_ID_H264 ? Interp::H264Qpel : Interp::Bilinear; }
@@ -134,6 +141,7 @@ class Decoder {
       : opt_(opt), req_(req), dm_(src, opt.stream_index, opt.timeout_s), cls_(dm_.stream()),
         interp_(interp_for(dm_.stream()->codecpar->codec_id)), pkt_(make_packet()), frame_(make_frame()) {
     tb_ = av_q2d(dm_.stream()->time_base);
+    estimate_ = codec_needs_estimate(dm_.stream()->codecpar->codec_id) && (req.mvs || req.residual || req.coding_cost);
   }
 
   const std::string& name() const { return dm_.source().name; }
@@ -148,6 +156,9 @@ class Decoder {
     segment_done_ = false;
     refs_.clear();
     ref_by_pts_.clear();
+    est_has_prev_ = false;
+    est_prev_ = Luma8();
+    epoch_by_pts_.clear();
     // Skip packets before `begin` (demux only).
     if (held_ && held_index_ < begin) held_ = false;
     while (!held_ && next_pkt_index_ < begin) {
@@ -176,7 +187,11 @@ class Decoder {
       }
       const bool wanted = req_.wants(index);
       const bool done_after = index >= req_.last();
-      if (wanted) produce(index, out);
+      if (wanted) {
+        produce(index, out);
+        if (req_.post) req_.post(out);
+      }
+      else if (estimate_) remember_previous();
       else if (req_.residual) remember_reference();
       av_frame_unref(frame_.get());
       if (done_after) segment_done_ = true;
@@ -247,6 +262,7 @@ class Decoder {
       int8_t reference;
       uint8_t safe;
       cls_.classify(pkt_.get(), &reference, &safe);
+      if (estimate_) note_epoch(safe);
       if (req_.residual && pkt_->pts != AV_NOPTS_VALUE) ref_by_pts_[pkt_->pts] = reference;
       ret = avcodec_send_packet(ctx_.get(), pkt_.get());
       if (ret < 0 && ret != AVERROR(EAGAIN)) {
@@ -319,8 +335,11 @@ class Decoder {
       to_rgb(f, out.rgb_w, out.rgb_h, out.rgb.allocate(static_cast<size_t>(out.rgb_w) * out.rgb_h * 3));
     }
     const bool need_field = req_.mvs || req_.residual || req_.coding_cost;
+    const int64_t est_epoch = estimate_ ? frame_epoch() : 0;
+    const Luma8* est_ref = nullptr;
     if (need_field) {
-      export_motion_rows(f, rows_);
+      if (estimate_) est_ref = estimate_rows(letter, out.keyframe, cur, est_epoch);
+      else export_motion_rows(f, rows_);
       const int64_t n = static_cast<int64_t>(rows_.size() / kMvCols);
       const size_t cells = static_cast<size_t>((W + 3) / 4) * ((H + 3) / 4);
       float* mv = nullptr;
@@ -341,6 +360,11 @@ class Decoder {
       out.residual.allocate(static_cast<size_t>(W) * H);
       if (letter == 'I') {
         std::memset(out.residual.data(), 0, out.residual.size() * sizeof(int16_t));
+      } else if (estimate_) {
+        const Plane ref = est_ref ? est_ref->visible() : Plane();
+        compute_residual(cur.visible(), est_ref ? &ref : nullptr, nullptr, rows_.data(),
+                         static_cast<int64_t>(rows_.size() / kMvCols), field_, Interp::Bilinear, scratch_,
+                         out.residual.data());
       } else {
         const Luma8 *r0 = nullptr, *r1 = nullptr;
         for (const Luma8& r : refs_) {
@@ -350,8 +374,9 @@ class Decoder {
         compute_residual(cur.visible(), r0 ? &r0->coded : nullptr, r1 ? &r1->coded : nullptr, rows_.data(),
                          static_cast<int64_t>(rows_.size() / kMvCols), field_, interp_, scratch_, out.residual.data());
       }
-      if (reference) push_reference(std::move(cur));
+      if (reference && !estimate_) push_reference(std::move(cur));
     }
+    if (estimate_) keep_previous(std::move(cur), est_epoch);
   }
 
   // Visible picture as RGB24 (swscale, full-chroma interpolation, the frame's colour matrix and range).
@@ -377,6 +402,58 @@ class Decoder {
     int ls[4] = {W * 3, 0, 0, 0};
     sws_scale(rgb_sws_.ctx, view->data, view->linesize, 0, view->height, d, ls);
   }
+
+  // --- Estimated motion (codecs without exported vectors; DESIGN §4.5, codec/motion_estimate.h) -------------
+  // A P/B frame is matched against the previous output frame (presentation order) of the same epoch, an epoch
+  // being the packets from one safe-start (closed-GOP) packet to the next in decode order, so that parallel
+  // segment decoding gives the same vectors as one decoder. Frames without a pts take the current epoch.
+  void note_epoch(uint8_t safe) {
+    if (safe) ++epoch_;
+    if (pkt_->pts != AV_NOPTS_VALUE) epoch_by_pts_[pkt_->pts] = epoch_;
+  }
+
+  int64_t frame_epoch() {
+    auto it = epoch_by_pts_.find(frame_pts());
+    if (it == epoch_by_pts_.end()) return epoch_;
+    const int64_t e = it->second;
+    epoch_by_pts_.erase(it);
+    return e;
+  }
+
+  void remember_previous() {
+    const int64_t e = frame_epoch();
+    Luma8 l;
+    make_luma8(frame_.get(), l, sws_, name());
+    l.pts = frame_pts();
+    keep_previous(std::move(l), e);
+  }
+
+  void keep_previous(Luma8&& l, int64_t epoch) {
+    est_prev_ = std::move(l);
+    est_prev_epoch_ = epoch;
+    est_prev_tag_ = static_cast<uint64_t>(stats_.frames_decoded);  // unique per decoded frame, >= 1
+    est_has_prev_ = true;
+  }
+
+  // Fills rows_ with the estimated vectors of `cur` (none for I / key frames); returns the reference picture
+  // (the previous frame of the same epoch and size), or null when there is none.
+  const Luma8* estimate_rows(char letter, bool key, const Luma8& cur, int64_t epoch) {
+    rows_.clear();
+    if (!est_has_prev_ || est_prev_epoch_ != epoch || est_prev_.width != cur.width || est_prev_.height != cur.height)
+      return nullptr;
+    if (letter != 'I' && !key)
+      est_.estimate(cur.visible(), static_cast<uint64_t>(stats_.frames_decoded), est_prev_.visible(), est_prev_tag_,
+                    rows_);
+    return &est_prev_;
+  }
+
+  bool estimate_ = false, est_has_prev_ = false;
+  int64_t epoch_ = 0, est_prev_epoch_ = 0;
+  uint64_t est_prev_tag_ = 0;
+  Luma8 est_prev_;
+  std::map<int64_t, int64_t> epoch_by_pts_;
+  MotionEstimator est_;
+  // --- end of estimated motion ---------------------------------------------------------------------------------
 
   ReaderOptions opt_;
   FrameRequest req_;
@@ -604,7 +681,9 @@ VideoInfo read_info(const Source& source, const ReaderOptions& options) {
   info.stream_index = dm.stream_index();
   const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(par->format));
   info.bit_depth = d ? d->comp[0].depth : 8;
-  info.motion_source = codec_exports_vectors(par->codec_id) ? "codec" : "none";
+  info.motion_source = codec_exports_vectors(par->codec_id) ? "codec"
+                       : codec_needs_estimate(par->codec_id) ? "estimated"
+                                                             : "none";
   return info;
 }
 

@@ -7,6 +7,7 @@
 // frames, vectors and products as one decoder (see docs/decoding.md).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,7 @@ struct VideoInfo {
   bool has_b_frames = false;
   int stream_index = -1;
   int bit_depth = 8;
-  std::string motion_source;  // "codec" when the decoder exports vectors, else "none"
+  std::string motion_source;  // "codec": exported vectors; "estimated": block matching (motion_estimate.h); "none"
 };
 
 struct ReaderOptions {
@@ -44,6 +45,9 @@ struct FrameRequest {
   std::vector<int64_t> indices;  // sorted, unique; used when !all
   bool luma = true, rgb = false, mvs = false, residual = false, coding_cost = false;
   int rgb_width = 0, rgb_height = 0;  // RGB output size (0: the visible size); resized with bilinear swscale
+  // Runs on the decoding thread right after a requested frame's products are made; it may reduce them
+  // (e.g. to block scores) so that per-frame work runs in parallel with decoding and little crosses to Python.
+  std::function<void(struct FrameOut&)> post;
   bool wants(int64_t index) const;
   int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
 };
@@ -79,9 +83,11 @@ struct FrameOut {
   Buffer<uint8_t> mv_flags;      // ceil(H/4) x ceil(W/4): bit 0 L0 vector, bit 1 L1 vector
   Buffer<int16_t> residual;      // H x W
   Buffer<float> coding_cost;     // ceil(H/4) x ceil(W/4)
+  Buffer<float> scores;          // whatever FrameRequest::post computes (score_h x score_w)
+  int score_h = 0, score_w = 0;
   size_t bytes() const {
     return luma.size() + rgb.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() * 2 + residual.size() * 2 +
-           coding_cost.size() * 4;
+           coding_cost.size() * 4 + scores.size() * 4;
   }
 };
 

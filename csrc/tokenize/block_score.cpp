@@ -1,5 +1,10 @@
 #include "tokenize/block_score.h"
 
+#include <vector>
+
+#include "tokenize/geometry.h"
+#include "tokenize/saliency.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -53,6 +58,30 @@ void block_score(const float* s, const float* cost, int64_t hc, int64_t wc, int6
       out_a[bi * nbw + bj] = static_cast<float>(score);
     }
   }
+}
+
+void score_frame(int64_t hc, int64_t wc, int64_t height, int64_t width, const float* mv_field, const uint8_t* mv_flags,
+                 int64_t h4, int64_t w4, const int16_t* residual, const float* cost, int64_t ch, int64_t cw,
+                 bool is_intra, int64_t patch, int64_t merge, double beta, const ValidRect& rect, float* out) {
+  require(patch >= 1 && merge >= 1 && hc >= patch * merge && wc >= patch * merge && hc % (patch * merge) == 0 &&
+              wc % (patch * merge) == 0,
+          "score_frame: canvas sides must be positive multiples of patch*merge");
+  thread_local std::vector<float> s, sc, cc;
+  sc.resize(static_cast<size_t>(hc * wc));
+  if (is_intra) {
+    std::fill(sc.begin(), sc.end(), 0.0f);
+    block_score(sc.data(), nullptr, hc, wc, patch, merge, beta, rect, out);
+    return;
+  }
+  s.resize(static_cast<size_t>(height * width));
+  saliency(mv_field, mv_flags, h4, w4, residual, height, width, false, s.data());
+  resize_area_f32(s.data(), height, width, sc.data(), hc, wc);
+  if (cost) {
+    require(ch >= 1 && cw >= 1, "score_frame: empty cost map");
+    cc.resize(static_cast<size_t>(hc * wc));
+    resize_area_f32(cost, ch, cw, cc.data(), hc, wc);
+  }
+  block_score(sc.data(), cost ? cc.data() : nullptr, hc, wc, patch, merge, beta, rect, out);
 }
 
 }  // namespace ov2::tok

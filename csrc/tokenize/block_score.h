@@ -19,4 +19,11 @@ struct ValidRect {  // content rectangle in canvas pixels, [y0, y1) × [x0, x1);
 void block_score(const float* s, const float* cost, int64_t hc, int64_t wc, int64_t patch, int64_t merge, double beta,
                  const ValidRect& valid, float* out_a);
 
+// One frame's block scores from its codec products (saliency → area resize to the canvas → block score, the
+// coding cost [ch, cw] area-resized too). I-frames are anchors, not evidence: every block scores 0 (padding −inf).
+// mv_field/mv_flags/residual/cost may be null. Writes [hc/(m·p), wc/(m·p)] into `out`.
+void score_frame(int64_t hc, int64_t wc, int64_t height, int64_t width, const float* mv_field, const uint8_t* mv_flags,
+                 int64_t h4, int64_t w4, const int16_t* residual, const float* cost, int64_t ch, int64_t cw,
+                 bool is_intra, int64_t patch, int64_t merge, double beta, const ValidRect& rect, float* out);
+
 }  // namespace ov2::tok

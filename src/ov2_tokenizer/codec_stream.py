@@ -53,8 +53,10 @@ def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTok
     acc = None  # running maximum of S since the previous candidate (accumulate="interval")
     k = 0
     cand_set = set(int(c) for c in cand) if interval else None
-    for f in video.frames(indices=wanted, with_luma=False, with_rgb=True, with_mvs=True, with_residual=True,
-                          with_coding_cost=True, rgb_size=(hc, wc)):
+    score = None if interval else dict(canvas_h=hc, canvas_w=wc, patch=cfg.patch_size, merge=cfg.merge_size,
+                                       beta=cfg.beta)
+    for f in video.frames(indices=wanted, with_luma=False, with_rgb=True, with_mvs=interval, with_residual=interval,
+                          with_coding_cost=interval, rgb_size=(hc, wc), block_scores=score):
         intra = f.pict_type == "I"
         if interval:
             s = core.tok.saliency(f.height, f.width, f.mv_field, f.mv_flags, f.residual, intra)
@@ -67,8 +69,7 @@ def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTok
                                              core.tok.resize_area(f.coding_cost, hc, wc) if not intra else None,
                                              cfg.patch_size, cfg.merge_size, cfg.beta if not intra else 0.0)
         else:
-            scores[k] = core.tok.score_frame(hc, wc, f.height, f.width, f.mv_field, f.mv_flags, f.residual,
-                                             f.coding_cost, intra, cfg.patch_size, cfg.merge_size, cfg.beta)
+            scores[k] = f.scores
         images[k] = f.rgb
         cand_frame[k] = f.index
         cand_t[k] = f.pts_s

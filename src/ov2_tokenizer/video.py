@@ -95,6 +95,7 @@ class Frame:
     mv_flags: Optional[np.ndarray] = None  # uint8 ceil(H/4) x ceil(W/4): bit 0 has L0, bit 1 has L1
     residual: Optional[np.ndarray] = None  # int16 H x W, motion-compensated prediction residual
     coding_cost: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) in [0, 1]
+    scores: Optional[np.ndarray] = None  # float32 block scores (frames(block_scores=...))
     width: int = 0
     height: int = 0
 
@@ -203,6 +204,7 @@ class VideoReader:
         with_residual: bool = False,
         with_coding_cost: bool = False,
         rgb_size: Optional[tuple[int, int]] = None,
+        block_scores: Optional[dict] = None,
     ) -> Iterator[Frame]:
         """Yields decoded frames in presentation order.
 
@@ -210,6 +212,9 @@ class VideoReader:
         last selected one is still decoded (P/B frames depend on earlier ones), unselected ones cost no copies.
         Decoding stops after the last selected frame. ``with_rgb`` adds the visible picture as RGB24
         (the frame's colour matrix and range), resized to ``rgb_size=(height, width)`` when given (bilinear).
+        ``block_scores=dict(canvas_h=, canvas_w=, patch=, merge=, beta=)`` computes each frame's codec-stream
+        block scores (DESIGN §5.4–5.5) on the decoding threads into ``Frame.scores`` and drops the products
+        they were made from (unless ``keep_products=True``).
         """
         idx = None if indices is None else np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
         if idx is not None and idx.size and idx.min() < 0:
@@ -217,7 +222,7 @@ class VideoReader:
         rh, rw = (0, 0) if rgb_size is None else (int(rgb_size[0]), int(rgb_size[1]))
         if rh < 0 or rw < 0:
             raise errors.ConfigError("rgb_size", f"must be (height, width) >= 0, got {rgb_size!r}")
-        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb, rw, rh)
+        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb, rw, rh, block_scores)
         return self._iterate(it, complete=idx is None)
 
     def _iterate(self, it, complete: bool) -> Iterator[Frame]:
@@ -238,6 +243,7 @@ class VideoReader:
                     mv_flags=d.get("mv_flags"),
                     residual=d.get("residual"),
                     coding_cost=d.get("coding_cost"),
+                    scores=d.get("scores"),
                     width=d["width"],
                     height=d["height"],
                 )
