@@ -172,7 +172,12 @@ bool Demuxer::read(AVPacket* pkt) {
   for (;;) {
     av_packet_unref(pkt);
     int ret = av_read_frame(fmt_, pkt);
-    if (ret == AVERROR_EOF) return false;
+    if (ret == AVERROR_EOF) {
+      // The container's sample table promised more packets than the data holds: the file was cut.
+      const int64_t promised = fmt_->streams[stream_index_]->nb_frames;
+      if (promised > 0 && packets_read_ < promised) truncated_ = true;
+      return false;
+    }
     if (ret == AVERROR(EAGAIN)) continue;
     if (ret < 0) {
       ++read_errors_;
@@ -180,6 +185,7 @@ bool Demuxer::read(AVPacket* pkt) {
       return false;
     }
     if (pkt->stream_index != stream_index_) continue;
+    ++packets_read_;
     if (pkt->flags & AV_PKT_FLAG_CORRUPT) ++read_errors_;
     return true;
   }

@@ -50,6 +50,7 @@ class Demuxer {
   const AVCodec* decoder_ = nullptr;
   bool truncated_ = false;
   int read_errors_ = 0;
+  int64_t packets_read_ = 0;
   std::chrono::steady_clock::time_point deadline_{};
   bool has_deadline_ = false;
 };
