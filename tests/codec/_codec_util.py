@@ -1,0 +1,316 @@
+"""Helpers of the codec tests: the PyAV oracle, an independent densification of motion-vector rows, an
+independent H.264 luma prediction (numpy), content renderers for generated videos, and frame hashing.
+
+Nothing here calls ov2's C++ for an expectation: expectations come from PyAV (FFmpeg 8, a different build
+from the FFmpeg 5.1 the core links) or from the construction of the generated videos.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+SHARED_VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "videos"
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
+def shared_video_paths() -> list[Path]:
+    """The videos of ``<repo>/../shared/videos`` (empty when absent); usable at collection time."""
+    if not SHARED_VIDEOS.is_dir():
+        return []
+    return sorted(p for p in SHARED_VIDEOS.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+
+MV_FIELDS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
+
+# AVPictureType -> ov2's letter: S/SP -> P, SI -> I, BI -> B.
+PICT_LETTER = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PyAV oracle
+def pyav_open_stream(path, stream_index: int, export_mvs: bool = True):
+    """Opens ``path`` with PyAV and returns (container, stream) configured for deterministic decoding."""
+    import av
+
+    container = av.open(str(path))
+    stream = container.streams[stream_index]
+    stream.thread_type = "SLICE"
+    stream.thread_count = 1
+    if export_mvs:
+        stream.codec_context.options = {"flags2": "+export_mvs"}
+    return container, stream
+
+
+def pyav_mv_rows(frame) -> np.ndarray:
+    """PyAV's exported vectors of ``frame`` as int32 N x 10 rows in FFmpeg's order, without ``flags``."""
+    sd = frame.side_data.get("MOTION_VECTORS")
+    if sd is None:
+        return np.zeros((0, 10), np.int32)
+    a = sd.to_ndarray()
+    return np.stack([a[name].astype(np.int32) for name in MV_FIELDS], axis=1) if len(a) else np.zeros((0, 10), np.int32)
+
+
+def pyav_luma(frame) -> np.ndarray:
+    """The decoded luma plane of a PyAV frame, copied out of its line-padded buffer (8-bit or 16-bit)."""
+    plane = frame.planes[0]
+    dtype = np.uint16 if frame.format.name.endswith(("le", "be")) and "p1" in frame.format.name else np.uint8
+    item = np.dtype(dtype).itemsize
+    buf = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+    rows = buf[:, : plane.width * item]
+    return np.ascontiguousarray(rows).view(dtype).copy()
+
+
+def pyav_frames(path, stream_index: int, *, mvs: bool = True) -> Iterator[dict]:
+    """Yields {pts_s, pict_type, key, rows, luma} per decoded frame, in PyAV's output order.
+
+    PyAV keeps frames alive through a reference cycle once side data is read, so the garbage collector runs
+    every few frames to bound memory.
+    """
+    container, stream = pyav_open_stream(path, stream_index, export_mvs=mvs)
+    tb = stream.time_base
+    tb_d = tb.numerator / tb.denominator  # av_q2d
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            out = {
+                "pts_s": float("nan") if frame.pts is None else frame.pts * tb_d,
+                "pict_type": PICT_LETTER.get(int(frame.pict_type), "?"),
+                "key": bool(frame.key_frame),
+                "rows": pyav_mv_rows(frame) if mvs else None,
+                "luma": pyav_luma(frame),
+                "format": frame.format.name,
+            }
+            del frame
+            yield out
+            if i % 32 == 31:
+                gc.collect()
+    finally:
+        container.close()
+        gc.collect()
+
+
+def pyav_packets(path, stream_index: int) -> dict:
+    """The demuxer's packets of one stream (PyAV's empty flush packet skipped), in decode order."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams[stream_index]
+        tb = stream.time_base
+        tb_d = tb.numerator / tb.denominator
+        pts, dts, size, key, pos = [], [], [], [], []
+        for pkt in container.demux(stream):
+            if pkt.size == 0:
+                continue
+            pts.append(float("nan") if pkt.pts is None else pkt.pts * tb_d)
+            dts.append(float("nan") if pkt.dts is None else pkt.dts * tb_d)
+            size.append(pkt.size)
+            key.append(bool(pkt.is_keyframe))
+            pos.append(-1 if pkt.pos is None else pkt.pos)
+    return {
+        "pts_s": np.array(pts, np.float64),
+        "dts_s": np.array(dts, np.float64),
+        "size": np.array(size, np.int64),
+        "keyframe": np.array(key, bool),
+        "pos": np.array(pos, np.int64),
+    }
+
+
+def video_stream_indices(path) -> list[int]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [s.index for s in c.streams if s.type == "video"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Independent densification of motion-vector rows onto the 4x4-cell grid (DESIGN §3.1 mv_field / intra_mask)
+def densify(rows: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (mx, my, scale, has), each [2, ceil(H/4), ceil(W/4)] int32/bool, list 0 = past, 1 = future.
+
+    Each row covers the cells of its partition (dst is the partition centre); later rows overwrite earlier ones.
+    """
+    ch, cw = (height + 3) // 4, (width + 3) // 4
+    mx = np.zeros((2, ch, cw), np.int32)
+    my = np.zeros((2, ch, cw), np.int32)
+    sc = np.zeros((2, ch, cw), np.int32)
+    has = np.zeros((2, ch, cw), bool)
+    for r in rows:
+        src, w, h, _, _, dx, dy, mvx, mvy, scale = (int(v) for v in r)
+        if w <= 0 or h <= 0 or scale <= 0:
+            continue
+        lst = 1 if src > 0 else 0
+        x0, y0 = dx - w // 2, dy - h // 2
+        cx0, cy0 = max(0, x0 // 4), max(0, y0 // 4)
+        cx1, cy1 = min(cw, (x0 + w + 3) // 4), min(ch, (y0 + h + 3) // 4)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue
+        mx[lst, cy0:cy1, cx0:cx1] = mvx
+        my[lst, cy0:cy1, cx0:cx1] = mvy
+        sc[lst, cy0:cy1, cx0:cx1] = scale
+        has[lst, cy0:cy1, cx0:cx1] = True
+    return mx, my, sc, has
+
+
+def field_from_dense(mx, my, sc, has) -> tuple[np.ndarray, np.ndarray]:
+    """(mv_field float32 [ch, cw, 4] in pixels, intra_mask bool [ch, cw]) from :func:`densify`'s output."""
+    ch, cw = mx.shape[1:]
+    field = np.zeros((ch, cw, 4), np.float32)
+    for lst in range(2):
+        s = np.where(has[lst], sc[lst], 1).astype(np.float32)
+        field[..., 2 * lst] = np.where(has[lst], mx[lst].astype(np.float32) / s, 0)
+        field[..., 2 * lst + 1] = np.where(has[lst], my[lst].astype(np.float32) / s, 0)
+    return field, ~(has[0] | has[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Independent H.264 luma prediction (ITU-T H.264 §8.4.2.2.1), whole-plane numpy version
+def _tap6(a, axis):
+    def s(k):
+        return np.take(a, np.arange(k, a.shape[axis] - 5 + k), axis=axis)
+
+    return s(0) - 5 * s(1) + 20 * s(2) + 20 * s(3) - 5 * s(4) + s(5)
+
+
+def h264_subpel_planes(ref: np.ndarray, pad: int = 24) -> tuple[np.ndarray, int]:
+    """The 16 quarter-sample planes of ``ref`` (uint8 H x W), edge-extended by ``pad``.
+
+    Returns (planes [16, H + 2p, W + 2p] uint8 indexed by fy * 4 + fx, p): planes[k][y + p, x + p] is the
+    sample at (x + fx/4, y + fy/4).
+    """
+    P = pad + 3
+    G = np.pad(ref.astype(np.int32), P + 1, mode="edge")  # +1 so that x+1 / y+1 neighbours exist
+    # Full-sample grid G[yy, xx] covers image coordinates yy - (P+1), xx - (P+1).
+    b1 = _tap6(G, 1)  # half sample at (x + 1/2, y); x index offset: b1[:, i] is at x = i - (P+1) + 2
+    h1 = _tap6(G, 0)  # half sample at (x, y + 1/2); h1[i, :] is at y = i - (P+1) + 2
+    j1 = _tap6(b1, 0)  # centre; j1[i, j] at y = i - (P+1) + 2, x = j - (P+1) + 2
+    clip = lambda v: np.clip(v, 0, 255)  # noqa: E731
+    b = clip((b1 + 16) >> 5)
+    h = clip((h1 + 16) >> 5)
+    j = clip((j1 + 512) >> 10)
+    Hp, Wp = ref.shape[0] + 2 * pad, ref.shape[1] + 2 * pad
+    o = P + 1  # offset of image (0, 0) in G
+
+    def g(dy, dx):  # full samples at (x + dx, y + dy)
+        return G[o - pad + dy : o - pad + dy + Hp, o - pad + dx : o - pad + dx + Wp]
+
+    def B(dy, dx):  # horizontal half at (x + dx + 1/2, y + dy); b index offset is o - 2 in both axes (rows: o)
+        return b[o - pad + dy : o - pad + dy + Hp, o - 2 - pad + dx : o - 2 - pad + dx + Wp]
+
+    def Hh(dy, dx):  # vertical half at (x + dx, y + dy + 1/2)
+        return h[o - 2 - pad + dy : o - 2 - pad + dy + Hp, o - pad + dx : o - pad + dx + Wp]
+
+    def J(dy, dx):  # centre half at (x + dx + 1/2, y + dy + 1/2)
+        return j[o - 2 - pad + dy : o - 2 - pad + dy + Hp, o - 2 - pad + dx : o - 2 - pad + dx + Wp]
+
+    avg = lambda a, c: (a + c + 1) >> 1  # noqa: E731
+    planes = np.empty((16, Hp, Wp), np.uint8)
+    planes[0] = g(0, 0)
+    planes[1] = avg(g(0, 0), B(0, 0))  # a
+    planes[2] = B(0, 0)  # b
+    planes[3] = avg(g(0, 1), B(0, 0))  # c
+    planes[4] = avg(g(0, 0), Hh(0, 0))  # d
+    planes[5] = avg(B(0, 0), Hh(0, 0))  # e
+    planes[6] = avg(B(0, 0), J(0, 0))  # f
+    planes[7] = avg(B(0, 0), Hh(0, 1))  # g
+    planes[8] = Hh(0, 0)  # h
+    planes[9] = avg(Hh(0, 0), J(0, 0))  # i
+    planes[10] = J(0, 0)  # j
+    planes[11] = avg(J(0, 0), Hh(0, 1))  # k
+    planes[12] = avg(g(1, 0), Hh(0, 0))  # n
+    planes[13] = avg(Hh(0, 0), B(1, 0))  # p
+    planes[14] = avg(J(0, 0), B(1, 0))  # q
+    planes[15] = avg(Hh(0, 1), B(1, 0))  # r
+    return planes, pad
+
+
+def h264_residual_p(cur: np.ndarray, ref: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Motion-compensated residual of a single-reference P-frame: cur - prediction from ``ref`` with the L0
+    vectors of ``rows`` (cells without a vector: co-located ``ref`` pixels). int16 H x W."""
+    H, W = cur.shape
+    mx, my, _sc, has = densify(rows, H, W)
+    planes, pad = h264_subpel_planes(ref)
+    cy, cx = np.mgrid[0:H, 0:W]
+    MX = mx[0][cy // 4, cx // 4]
+    MY = my[0][cy // 4, cx // 4]
+    HAS = has[0][cy // 4, cx // 4]
+    MX = np.where(HAS, MX, 0)
+    MY = np.where(HAS, MY, 0)
+    k = (MY & 3) * 4 + (MX & 3)
+    X = np.clip(cx + (MX >> 2) + pad, 0, W + 2 * pad - 1)
+    Y = np.clip(cy + (MY >> 2) + pad, 0, H + 2 * pad - 1)
+    pred = planes[k, Y, X].astype(np.int16)
+    return cur.astype(np.int16) - pred
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hashing of ov2 frames (determinism, source-kind equivalence) without keeping arrays alive
+def frame_digest(f) -> str:
+    h = hashlib.sha1()
+    h.update(repr((f.index, f.pts_s, f.pict_type, f.keyframe, f.width, f.height)).encode())
+    for name in ("luma", "motion_vectors", "mv_field", "intra_mask", "residual", "coding_cost"):
+        a = getattr(f, name)
+        if a is None:
+            h.update(b"<none>")
+        else:
+            h.update(repr((name, a.dtype.str, a.shape)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def reader_digests(source, *, num_threads: int = 1, indices=None, **products) -> tuple[list[str], dict]:
+    import ov2_tokenizer as ov2
+
+    r = ov2.open_video(source, num_threads=num_threads)
+    digests = [frame_digest(f) for f in r.frames(indices, **products)]
+    return digests, dict(r.stats)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Content for generated videos
+def textured(height: int, width: int, seed: int, smooth: int = 1) -> np.ndarray:
+    """Grey textured image, uint8 H x W x 3 (equal channels keep luma a linear function of the value)."""
+    from ov2_tokenizer.samples import texture
+
+    t = texture(height, width, seed=seed, smooth=smooth).astype(np.float32).mean(axis=2)
+    t = 24 + (t - t.min()) / max(1e-6, float(t.max() - t.min())) * 207
+    return np.repeat(np.round(t).astype(np.uint8)[..., None], 3, axis=2)
+
+
+class BandLimitedTexture:
+    """A periodic band-limited grey texture that can be translated by any real displacement exactly
+    (Fourier shift), so a sub-pixel motion of the content is known exactly."""
+
+    def __init__(self, height: int, width: int, seed: int, cutoff: float = 0.22):
+        rng = np.random.default_rng(seed)
+        noise = rng.standard_normal((height, width))
+        self.spec = np.fft.fft2(noise)
+        fy = np.fft.fftfreq(height)[:, None]
+        fx = np.fft.fftfreq(width)[None, :]
+        self.spec *= np.exp(-(fx**2 + fy**2) / (2 * (cutoff / 2.5) ** 2))
+        self.fy, self.fx = fy, fx
+        base = np.real(np.fft.ifft2(self.spec))
+        self.lo, self.hi = float(base.min()), float(base.max())
+
+    def shifted(self, dx: float, dy: float) -> np.ndarray:
+        """The texture translated by (+dx, +dy) pixels, as uint8 grey values in [30, 225]."""
+        phase = np.exp(-2j * np.pi * (self.fx * dx + self.fy * dy))
+        v = np.real(np.fft.ifft2(self.spec * phase))
+        v = 30 + (v - self.lo) / (self.hi - self.lo) * 195
+        return np.clip(np.round(v), 0, 255).astype(np.uint8)
+
+
+def paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
+    h, w = patch.shape[:2]
+    canvas[y : y + h, x : x + w] = patch
+
+
+def block_cells(rows: np.ndarray, x0: int, y0: int, x1: int, y1: int, *, source_sign: int = -1) -> np.ndarray:
+    """Rows of the given list whose whole partition lies inside the rectangle [x0, x1) x [y0, y1)."""
+    if rows.size == 0:
+        return rows
+    src, w, h, dx, dy = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 5], rows[:, 6]
+    px0, py0 = dx - w // 2, dy - h // 2
+    inside = (px0 >= x0) & (py0 >= y0) & (px0 + w <= x1) & (py0 + h <= y1) & (np.sign(src) == source_sign)
+    return rows[inside]
