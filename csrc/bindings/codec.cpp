@@ -156,16 +156,20 @@ struct Reader {
       const int64_t patch = (*score)["patch"].cast<int64_t>(), merge = (*score)["merge"].cast<int64_t>();
       const double beta = (*score)["beta"].cast<double>();
       const bool keep = score->contains("keep_products") && (*score)["keep_products"].cast<bool>();
+      // Optional per-frame weight of the coding-cost prior (indexed by presentation-order frame index).
+      std::vector<double> beta_tab;
+      if (score->contains("beta_by_frame")) beta_tab = (*score)["beta_by_frame"].cast<std::vector<double>>();
       if (patch < 1 || merge < 1 || hc < patch * merge || wc < patch * merge || hc % (patch * merge) || wc % (patch * merge))
         throw ov2::Error(ov2::ErrorKind::Config, "score", "canvas sides must be positive multiples of patch*merge");
       mvs = residual = coding_cost = true;
       it.req.post = [=](ov2::FrameOut& f) {
+        const double b = f.index >= 0 && static_cast<size_t>(f.index) < beta_tab.size() ? beta_tab[f.index] : beta;
         const int64_t nbh = hc / (patch * merge), nbw = wc / (patch * merge);
         f.score_h = static_cast<int>(nbh);
         f.score_w = static_cast<int>(nbw);
         const int64_t h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
         ov2::tok::score_frame(hc, wc, f.height, f.width, f.mv_field.data(), f.mv_flags.data(), h4, w4,
-                              f.residual.data(), f.coding_cost.data(), h4, w4, f.pict_type == 'I', patch, merge, beta,
+                              f.residual.data(), f.coding_cost.data(), h4, w4, f.pict_type == 'I', patch, merge, b,
                               ov2::tok::ValidRect{}, f.scores.allocate(static_cast<size_t>(nbh * nbw)));
         if (!keep) {
           f.mvs = {};

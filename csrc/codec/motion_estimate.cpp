@@ -18,11 +18,12 @@ constexpr int kB = MotionEstimator::kBlock;          // 16
 constexpr int kHB = kB / 2;                          // 8: the block at half resolution
 constexpr int kR = MotionEstimator::kRange;          // 64 full pixels
 constexpr int kRH = kR / 2;                          // 32 half-res pixels
-constexpr int kPadFull = 96;                         // >= kR + 1 (diamond) + 1 (half pel) + kB, and = 2 * kPadHalf
-constexpr int kPadHalf = kPadFull / 2;               // 48 >= kRH + kHB
+constexpr int kPadFull = 80;                         // full-res reads stay within [-kR - 1, bw * 16 + kR + 1)
+constexpr int kPadHalf = kPadFull / 2;               // 40 >= kRH + kHB; the half plane is made from the full one
 constexpr int kLambdaHalf = 4;                       // SAD units per half-res pixel away from the median predictor
 constexpr int kLambdaFull = 4;                       // SAD units per full pixel away from the median predictor
 constexpr int kEarlyHalfSad = kHB * kHB;             // coarse SAD below this (mean |diff| < 1): no diamond search
+constexpr int kLargeHalfSad = kHB * kHB * 4;         // coarse SAD below this (mean |diff| < 4): small diamond only
 constexpr int kEarlyFullSad = kB * kB;               // full SAD below this (mean |diff| < 1): no refinement
 constexpr int kIntraMargin = kB * kB * 4;            // inter SAD > deviation + this (mean 4 per pixel): intra
 constexpr int kMaxLargeSteps = 8, kMaxSmallSteps = 8, kMaxFullSteps = 4;
@@ -318,7 +319,8 @@ int64_t MotionEstimator::estimate(const Plane& cur, uint64_t cur_tag, const Plan
   half_mv_.assign(nb * 2, 0);
   full_mv_.assign(nb * 2, 0);
   inter_.assign(nb, 0);
-  rows.reserve(nb * kMvCols);
+  rows.resize(nb * kMvCols);
+  int32_t* out = rows.data();
   Memo memo_half(kRH), memo_full(kR + 1);
 
   alignas(16) uint8_t cb_half[kHB * kHB];
@@ -360,7 +362,8 @@ int64_t MotionEstimator::estimate(const Plane& cur, uint64_t cur_tag, const Plan
         }
       }
       if (memo_half.get(hbest, sad_h) >= kEarlyHalfSad) {
-        diamond(hbest, hbest_cost, hpred, kLambdaHalf, memo_half, sad_h, kLarge, 8, kMaxLargeSteps);
+        if (memo_half.get(hbest, sad_h) >= kLargeHalfSad)
+          diamond(hbest, hbest_cost, hpred, kLambdaHalf, memo_half, sad_h, kLarge, 8, kMaxLargeSteps);
         diamond(hbest, hbest_cost, hpred, kLambdaHalf, memo_half, sad_h, kSmall, 4, kMaxSmallSteps);
       }
       half_mv_[2 * b] = static_cast<int16_t>(hbest.x);
@@ -396,14 +399,16 @@ int64_t MotionEstimator::estimate(const Plane& cur, uint64_t cur_tag, const Plan
       full_mv_[2 * b + 1] = static_cast<int16_t>(fbest.y);
 
       // Intra decision: an encoder would code the block intra when no prediction beats its own texture.
-      if (best_sad > deviation16x16(cb_full) + kIntraMargin) continue;
+      if (best_sad > kIntraMargin && best_sad > deviation16x16(cb_full) + kIntraMargin) continue;
       inter_[b] = 1;
       const int mx = kScale * fbest.x + 2 * hx, my = kScale * fbest.y + 2 * hy;
       const int dst_x = fx0 + kB / 2, dst_y = fy0 + kB / 2;
       const int32_t row[kMvCols] = {-1, kB, kB, dst_x + mx / kScale, dst_y + my / kScale, dst_x, dst_y, mx, my, kScale};
-      rows.insert(rows.end(), row, row + kMvCols);
+      std::copy(row, row + kMvCols, out);
+      out += kMvCols;
     }
   }
+  rows.resize(static_cast<size_t>(out - rows.data()));
   return static_cast<int64_t>(rows.size() / kMvCols);
 }
 

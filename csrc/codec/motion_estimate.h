@@ -5,11 +5,13 @@
 // in presentation order), found in three stages:
 //   1. Coarse, at half resolution (both pictures 2x2-averaged, so a block is 8x8): SAD + lambda * |v - median|
 //      over the candidate predictors zero and the left / top / top-right neighbours' vectors of this picture
-//      (raster order), then a large-diamond search (8 points at distance 2) and a small-diamond search (4 points at
-//      distance 1) around the best, iterated while the centre moves. A block whose best candidate already matches
-//      to a mean absolute difference below 1 skips the diamonds.
+//      (raster order), then a large-diamond search (8 points at distance 2; only when the best candidate's mean
+//      absolute difference is 4 or more) and a small-diamond search (4 points at distance 1) around the best, each
+//      iterated while its centre moves. A block whose best candidate matches to a mean absolute difference below 1
+//      skips the diamonds.
 //   2. Full resolution, integer pel: SAD of the 16x16 block at twice the coarse vector and at the left / top
-//      neighbours' final vectors, then an iterated small diamond.
+//      neighbours' final vectors, then an iterated small diamond (skipped, with step 3, when the best SAD is
+//      already below 1 per sample).
 //   3. Half pel: bilinear (the prediction of residual.h's Interp::Bilinear at motion_scale 4) at the horizontal,
 //      vertical and diagonal half-pel positions on the side of the lower integer neighbours; kept when strictly
 //      better.
@@ -42,14 +44,14 @@ class MotionEstimator {
   int64_t estimate(const Plane& cur, uint64_t cur_tag, const Plane& ref, uint64_t ref_tag, std::vector<int32_t>& rows);
 
  private:
-  // An edge-extended picture at full and half resolution.
+  // An edge-extended copy of a picture at full and half resolution.
   struct Prepared {
     uint64_t tag = 0;
-    int width = 0, height = 0;                 // visible size
+    int width = 0, height = 0;      // visible size
     std::vector<uint8_t> full_buf, half_buf;
     ptrdiff_t full_stride = 0, half_stride = 0;
-    const uint8_t* full = nullptr;              // sample (0, 0)
-    const uint8_t* half = nullptr;              // sample (0, 0) of the half-resolution picture
+    const uint8_t* full = nullptr;  // sample (0, 0) at full resolution
+    const uint8_t* half = nullptr;  // sample (0, 0) at half resolution
   };
   void prepare(Prepared& slot, const Plane& p, uint64_t tag);
   int find(const Plane& p, uint64_t tag) const;  // the slot holding picture `tag`, or -1

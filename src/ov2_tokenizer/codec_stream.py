@@ -16,11 +16,29 @@ import torch
 from ._native import core
 from .config import TokenizerConfig
 from .errors import CorruptVideoError
-from .frames_mode import frame_times
+from .frames_mode import canvas_hw, frame_times
 from .tokens import VisualTokens
 from .video import VideoReader
 
 __all__ = ["tokenize_codec_stream"]
+
+
+def _cost_prior_weights(pk, num_frames: int, beta: float) -> np.ndarray:
+    """Per-frame weight of the coding-cost prior: β × (the frame's packet bytes / the largest P/B packet).
+
+    The per-cell proxy of DESIGN §4.4 is normalised per frame, so a frame of skipped blocks would carry the same
+    prior as one full of coded motion. Scaling it by the frame's share of bits restores what real per-block bit
+    counts (the paper's prior) would say: cheap frames get a small prior. Frames map to packets by presentation
+    order (one packet per frame); frames beyond the packet table use β.
+    """
+    order = np.argsort(np.where(np.isfinite(pk.pts_s), pk.pts_s, np.inf), kind="stable")
+    size = pk.size[order].astype(np.float64)
+    pb = ~pk.keyframe[order] & (pk.pict_type[order] != b"I")
+    ref = float(size[pb].max()) if pb.any() else float(size.max() if size.size else 1.0)
+    w = np.full(num_frames, beta, dtype=np.float64)
+    n = min(num_frames, size.size)
+    w[:n] = beta * np.minimum(1.0, size[:n] / max(ref, 1.0))
+    return w
 
 
 def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
@@ -38,7 +56,7 @@ def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTok
         duration_s=float(times[-1] - t0) + (float(times[1] - times[0]) if times.size > 1 else 0.0),
         t0=t0, delta=cfg.bin_s, t_min=cfg.t_min_s, t_max=cfg.t_max_s, radius=cfg.valley_radius, energy=cfg.energy,
     )
-    hc, wc = core.tok.canvas_size(info.height, info.width, cfg.patch_size, cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
+    hc, wc = canvas_hw(info.height, info.width, cfg)
     bs = cfg.block_pixels
     nbh, nbw = hc // bs, wc // bs
     n = cand.size
@@ -53,8 +71,9 @@ def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTok
     acc = None  # running maximum of S since the previous candidate (accumulate="interval")
     k = 0
     cand_set = set(int(c) for c in cand) if interval else None
+    beta_t = _cost_prior_weights(pk, times.size, cfg.beta)
     score = None if interval else dict(canvas_h=hc, canvas_w=wc, patch=cfg.patch_size, merge=cfg.merge_size,
-                                       beta=cfg.beta)
+                                       beta=cfg.beta, beta_by_frame=beta_t.tolist())
     for f in video.frames(indices=wanted, with_luma=False, with_rgb=True, with_mvs=interval, with_residual=interval,
                           with_coding_cost=interval, rgb_size=(hc, wc), block_scores=score):
         intra = f.pict_type == "I"
@@ -65,9 +84,10 @@ def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTok
                 continue
             s_use = acc
             acc = None
+            b = float(beta_t[f.index]) if f.index < beta_t.size else cfg.beta
             scores[k] = core.tok.block_score(core.tok.resize_area(s_use, hc, wc),
                                              core.tok.resize_area(f.coding_cost, hc, wc) if not intra else None,
-                                             cfg.patch_size, cfg.merge_size, cfg.beta if not intra else 0.0)
+                                             cfg.patch_size, cfg.merge_size, b if not intra else 0.0)
         else:
             scores[k] = f.scores
         images[k] = f.rgb

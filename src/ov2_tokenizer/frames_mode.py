@@ -15,7 +15,17 @@ from .records import block_order_cells
 from .tokens import CANVAS_FRAME, CANVAS_IMAGE, VisualTokens
 from .video import VideoReader
 
-__all__ = ["frame_times", "sample_frames", "full_frame_tokens", "tokenize_frames", "tokenize_rgb_image"]
+__all__ = ["canvas_hw", "frame_times", "sample_frames", "full_frame_tokens", "tokenize_frames", "tokenize_rgb_image"]
+
+
+def canvas_hw(height: int, width: int, cfg: TokenizerConfig) -> tuple[int, int]:
+    """Canvas (height, width) of a frame (DESIGN §5.1); ConfigError when no canvas fits the pixel bounds."""
+    try:
+        hc, wc = core.tok.canvas_size(height, width, cfg.patch_size, cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
+    except ValueError as exc:
+        raise ConfigError("max_pixels", f"{exc} (frame {height}x{width}, min_pixels={cfg.min_pixels}, "
+                                        f"max_pixels={cfg.max_pixels})") from exc
+    return int(hc), int(wc)
 
 
 def frame_times(video: VideoReader) -> np.ndarray:
@@ -105,7 +115,7 @@ def tokenize_frames(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
     times = frame_times(video)
     idx = sample_frames(times, cfg)
     info = video.info
-    hc, wc = core.tok.canvas_size(info.height, info.width, cfg.patch_size, cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
+    hc, wc = canvas_hw(info.height, info.width, cfg)
     images, frames, ts = [], [], []
     t1 = time.perf_counter()
     for f in video.frames(indices=idx, with_luma=False, with_rgb=True, rgb_size=(hc, wc)):
@@ -152,7 +162,7 @@ def tokenize_rgb_image(img: np.ndarray, cfg: TokenizerConfig, name: str = "<arra
         raise ConfigError("image", f"{name}: expected a uint8 H x W x 3 RGB array")
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise ConfigError("image", f"{name}: empty image")
-    hc, wc = core.tok.canvas_size(img.shape[0], img.shape[1], cfg.patch_size, cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
+    hc, wc = canvas_hw(img.shape[0], img.shape[1], cfg)
     canvas = core.tok.resize_bilinear(np.ascontiguousarray(img), hc, wc)
     rec = full_frame_tokens([canvas], [0], [0.0], [0], [0], CANVAS_IMAGE, cfg, (hc, wc))
     return VisualTokens(

@@ -121,10 +121,10 @@ def test_tokenize_video_end_to_end():
         pytest.skip("ov2_tokenizer.tokenize_video is not available in this checkout yet")
     from pathlib import Path
 
-    videos = sorted((Path(__file__).resolve().parents[3] / "shared" / "videos").glob("*.mp4"))
-    if not videos:
-        pytest.skip("no shared video")
-    vt = tok.tokenize_video(str(videos[0]))
+    videos = sorted((Path(__file__).resolve().parents[3] / "shared" / "videos").glob("ytb_*.mp4"))
+    source = str(videos[0]) if videos else tok.sample_video()  # a generated clip where the shared ones are absent
+    vt = tok.tokenize_video(source, num_frames=32, max_canvases=8)
+    assert vt.num_canvases == 8 and vt.meta["mode"] == "codec_stream"
     inp = visual_tokens_to_inputs(vt)
     model = _tiny_model()
     n_tok = sum(inp.num_tokens)
