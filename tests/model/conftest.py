@@ -23,7 +23,7 @@ def _triton_mode() -> str:
     if torch.cuda.is_available():
         return "cuda"
     if os.environ.get("TRITON_INTERPRET") == "1":
-        return "interpreter" if "triton" not in sys.modules or os.environ.get("OV2_TEST_TRITON_MODE") else "unavailable"
+        return "interpreter"  # set before triton's first import (tests/conftest.py does this for the session)
     if "triton" in sys.modules:  # imported too early, the interpreter can no longer be enabled
         return "unavailable"
     os.environ["TRITON_INTERPRET"] = "1"
