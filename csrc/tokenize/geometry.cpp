@@ -130,10 +130,12 @@ void resize_area_f32(const float* src, int64_t sh, int64_t sw, float* dst, int64
   require(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1, "resize_area: sizes must be positive");
   const AreaTaps ty = area_taps(sh, dh);
   const AreaTaps tx = area_taps(sw, dw);
-  // rows first: tmp[dh, sw]
-  std::vector<double> tmp(static_cast<size_t>(dh * sw), 0.0);
+  // rows first: tmp[dh, sw] (a per-thread buffer: this runs once per candidate frame)
+  thread_local std::vector<double> tmp;
+  tmp.resize(static_cast<size_t>(dh * sw));
   for (int64_t y = 0; y < dh; ++y) {
     double* row = tmp.data() + y * sw;
+    std::fill(row, row + sw, 0.0);
     for (int64_t k = ty.begin[y]; k < ty.begin[y + 1]; ++k) {
       const float* s = src + ty.index[k] * sw;
       const double wgt = ty.weight[k];

@@ -145,10 +145,14 @@ void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_
       }
     }
   }
-  // Residual term: exact order statistics of |r| through a histogram (|r| ≤ 32768).
+  // Residual term: exact order statistics of |r| through a histogram (|r| ≤ 32768), sized to the largest |r|.
   double den_r = 1.0;
+  thread_local std::vector<int64_t> hist;
+  thread_local std::vector<double> rbar;
+  int32_t rmax = 0;
   if (residual) {
-    std::vector<int64_t> hist(32769, 0);
+    for (int64_t i = 0; i < npx; ++i) rmax = std::max(rmax, std::abs(static_cast<int32_t>(residual[i])));
+    hist.assign(static_cast<size_t>(rmax) + 1, 0);
     for (int64_t i = 0; i < npx; ++i) ++hist[static_cast<size_t>(std::abs(static_cast<int32_t>(residual[i])))];
     auto kth = [&](int64_t k) {
       int64_t cum = 0;
@@ -156,7 +160,7 @@ void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_
         cum += hist[v];
         if (k < cum) return static_cast<double>(v);
       }
-      return 32768.0;
+      return static_cast<double>(rmax);
     };
     const double pos = (95.0 / 100.0) * static_cast<double>(npx - 1);
     int64_t lo = static_cast<int64_t>(std::floor(pos));
@@ -164,11 +168,8 @@ void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_
     const int64_t hi = std::min(lo + 1, npx - 1);
     const double a = kth(lo), b = kth(hi);
     den_r = std::max(a + (b - a) * (pos - static_cast<double>(lo)), 1.0);
-  }
-  // R̄ depends only on |r|: a table over 0..32768 (same arithmetic as per pixel)
-  std::vector<double> rbar;
-  if (residual) {
-    rbar.resize(32769);
+    // R̄ depends only on |r|: a table over 0..max |r| (same arithmetic as per pixel)
+    rbar.resize(static_cast<size_t>(rmax) + 1);
     for (size_t v = 0; v < rbar.size(); ++v) rbar[v] = std::min(1.0, static_cast<double>(v) / den_r);
   }
   for (int64_t y = 0; y < height; ++y) {

@@ -43,7 +43,7 @@ GOP: ``start_s``, ``end_s`` (pts of its first / last frame), ``bit_cost`` (bytes
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
