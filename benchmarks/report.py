@@ -1,0 +1,119 @@
+#!/usr/bin/env python
+"""Regenerates the README's results section from the JSON files in benchmarks/results/ (never by hand).
+
+For each benchmark (core, tokenize) the newest full run is used (a --quick run only when no full run exists).
+GPU results (files whose JSON has a "device" naming a GPU) are listed in their own section; benchmarks that have
+no GPU result yet are listed as unmeasured.
+
+Usage: python benchmarks/report.py [--readme README.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+GPU_BENCHMARKS = ("CUDA tokenization kernels", "Triton segment attention vs FlexAttention / SDPA / FlashAttention-2")
+
+
+def _latest(prefix: str) -> tuple[Path, dict] | None:
+    files = sorted(RESULTS.glob(f"{prefix}-*.json"), key=lambda p: (("-quick" not in p.name), p.stat().st_mtime))
+    if not files:
+        return None
+    return files[-1], json.loads(files[-1].read_text())
+
+
+def _core_table(doc: dict) -> list[str]:
+    rows = [r for r in doc["rows"] if "seconds" in r or "time_s" in r]
+    by_video: dict[str, dict[str, dict]] = {}
+    for r in doc["rows"]:
+        by_video.setdefault(r["video"], {})[r.get("method")] = r
+    out = ["| video | ov2 decode fps | ov2 + MVs (b) | ov2 + MVs + residual + cost (c) | PyAV export_mvs (d) | "
+           "motion-vector-extractor (f) | (b) vs (d) | (b) vs (f) | (c) / (a) speed | peak RSS (c) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def sec(r):
+        return r.get("seconds", r.get("time_s")) if r else None
+
+    for video, m in by_video.items():
+        a, b, c, d, f = (m.get(k) for k in ("ov2-decode", "ov2-mvs", "ov2-all", "pyav-mvs", "mvx-vectors"))
+        if not a or sec(a) is None:
+            continue
+        fps = lambda r: f"{r['frames'] / sec(r):,.0f} fps" if r and sec(r) else "–"  # noqa: E731
+        ratio = lambda x, y: f"{sec(y) / sec(x):.2f}×" if x and y and sec(x) and sec(y) else "–"  # noqa: E731
+        rss = f"{c['peak_rss_mb'] - c.get('base_rss_mb', 0):.0f} MB over imports" if c and "peak_rss_mb" in c else "–"
+        out.append(f"| {video} | {fps(a)} | {fps(b)} | {fps(c)} | {fps(d)} | {fps(f)} | {ratio(b, d)} | {ratio(b, f)} | "
+                   f"{(sec(a) / sec(c)):.2f}× | {rss} |" if c and sec(c) else f"| {video} | {fps(a)} | – | – | – | – | – | – | – | – |")
+    del rows
+    return out
+
+
+def _tokenize_table(doc: dict) -> list[str]:
+    by_video: dict[str, dict[str, dict]] = {}
+    for r in doc["rows"]:
+        by_video.setdefault(r["video"], {})[r["method"]] = r
+    cols = ("codec_stream", "ovenc_topk", "ovenc_pyav", "frames64", "pyav_uniform64", "decord64")
+    out = ["| video | ov2 decode | " + " | ".join(cols) + " | ovenc_topk vs PyAV baseline |",
+           "|---|---|" + "---|" * len(cols) + "---|"]
+    for video, m in by_video.items():
+        dec = m.get("decode")
+        if not dec or "seconds" not in dec:
+            continue
+        cells = []
+        for c in cols:
+            r = m.get(c)
+            cells.append(f"{r['seconds']:.2f} s ({r['ratio_to_decode']:.1f}× decode)" if r and "seconds" in r
+                         else ("n/a" if r is None or "unavailable" in r else "error"))
+        o, p = m.get("ovenc_topk"), m.get("ovenc_pyav")
+        speed = f"{p['seconds'] / o['seconds']:.2f}× faster" if o and p and "seconds" in o and "seconds" in p else "–"
+        out.append(f"| {video} | {dec['seconds']:.2f} s | " + " | ".join(cells) + f" | {speed} |")
+    return out
+
+
+def render() -> str:
+    lines = ["## Results", ""]
+    core = _latest("core")
+    if core:
+        path, doc = core
+        lines += [f"Codec core, {doc.get('threads', '?')} threads, medians of alternating runs "
+                  f"(`python benchmarks/bench_core.py`; source `benchmarks/results/{path.name}`, host {doc.get('host')}):", ""]
+        lines += _core_table(doc) + [""]
+    tok = _latest("tokenize")
+    if tok:
+        path, doc = tok
+        lines += [f"Tokenization, {doc.get('threads', '?')} threads (`python benchmarks/bench_tokenize.py`; source "
+                  f"`benchmarks/results/{path.name}`, host {doc.get('host')}):", ""]
+        lines += _tokenize_table(doc) + [""]
+    gpu = sorted(p for p in RESULTS.glob("*.json") if "device" in json.loads(p.read_text()))
+    lines += ["### GPU", ""]
+    if gpu:
+        for p in gpu:
+            d = json.loads(p.read_text())
+            lines.append(f"- `{p.name}` on {d['device']}")
+    else:
+        lines.append("No GPU result yet (no lent device in the sessions so far). Unmeasured: " + "; ".join(GPU_BENCHMARKS) + ".")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--readme", default=str(HERE.parent / "README.md"))
+    args = ap.parse_args(argv)
+    readme = Path(args.readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        print(f"{readme}: markers {START} / {END} not found", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + START + "\n" + render() + "\n" + END + tail)
+    print(f"updated {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
