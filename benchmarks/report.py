@@ -28,27 +28,26 @@ def _latest(prefix: str) -> tuple[Path, dict] | None:
 
 
 def _core_table(doc: dict) -> list[str]:
-    rows = [r for r in doc["rows"] if "seconds" in r or "time_s" in r]
     by_video: dict[str, dict[str, dict]] = {}
-    for r in doc["rows"]:
+    for r in doc.get("results", doc.get("rows", [])):
         by_video.setdefault(r["video"], {})[r.get("method")] = r
-    out = ["| video | ov2 decode fps | ov2 + MVs (b) | ov2 + MVs + residual + cost (c) | PyAV export_mvs (d) | "
-           "motion-vector-extractor (f) | (b) vs (d) | (b) vs (f) | (c) / (a) speed | peak RSS (c) |",
+    out = ["| video | (a) ov2 decode | (b) ov2 + MVs | (c) + residual + cost | (d) PyAV export_mvs | "
+           "(f) mv-extractor | (b) vs (d) | (b) vs (f) | (c) speed / (a) | peak RSS (c) over imports |",
            "|---|---|---|---|---|---|---|---|---|---|"]
 
     def sec(r):
-        return r.get("seconds", r.get("time_s")) if r else None
+        return r.get("median_s", r.get("seconds")) if r else None
 
     for video, m in by_video.items():
         a, b, c, d, f = (m.get(k) for k in ("ov2-decode", "ov2-mvs", "ov2-all", "pyav-mvs", "mvx-vectors"))
-        if not a or sec(a) is None:
+        if not a or not sec(a):
             continue
         fps = lambda r: f"{r['frames'] / sec(r):,.0f} fps" if r and sec(r) else "–"  # noqa: E731
         ratio = lambda x, y: f"{sec(y) / sec(x):.2f}×" if x and y and sec(x) and sec(y) else "–"  # noqa: E731
-        rss = f"{c['peak_rss_mb'] - c.get('base_rss_mb', 0):.0f} MB over imports" if c and "peak_rss_mb" in c else "–"
+        rss = f"{c['peak_rss_mb'] - c.get('base_rss_mb', 0):.0f} MB" if c and "peak_rss_mb" in c else "–"
+        speed = f"{sec(a) / sec(c):.2f}×" if c and sec(c) else "–"
         out.append(f"| {video} | {fps(a)} | {fps(b)} | {fps(c)} | {fps(d)} | {fps(f)} | {ratio(b, d)} | {ratio(b, f)} | "
-                   f"{(sec(a) / sec(c)):.2f}× | {rss} |" if c and sec(c) else f"| {video} | {fps(a)} | – | – | – | – | – | – | – | – |")
-    del rows
+                   f"{speed} | {rss} |")
     return out
 
 

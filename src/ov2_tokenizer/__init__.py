@@ -22,11 +22,27 @@ from .errors import (
 )
 from .config import TokenizerConfig
 from .samples import sample_video
-from .tokenize import tokenize_image, tokenize_video
-from .tokens import VisualTokens
 from .video import MV_COLUMNS, Frame, Packets, VideoInfo, VideoReader, open_video
 
 __version__ = "0.1.0"
+
+# The token API needs torch; it is imported on first use so that the codec core (open_video) stays light
+# (no torch import in processes that only read codec data).
+_LAZY = {"tokenize_video": ".tokenize", "tokenize_image": ".tokenize", "VisualTokens": ".tokens"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ov2_tokenizer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
 
 __all__ = [
     "open_video",
