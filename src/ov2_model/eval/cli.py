@@ -320,6 +320,24 @@ def _write_json(path: str | None, res: dict[str, Any]) -> None:
         raise ConfigError(path, f"cannot write: {exc.strerror or exc}") from None
 
 
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    from .coverage_video import bitcost_peak_events, coverage_report, format_report, read_events
+
+    demo = args.annot == "bitcost-peaks"
+    events = bitcost_peak_events(args.video) if demo else read_events(args.annot)
+    if demo:
+        print(f"events: {len(events)} bit-cost peaks (demonstration only, not ground truth)")
+    reports = []
+    for i, budget in enumerate(args.budget):
+        res = coverage_report(args.video, events, budget, args.delta, png=args.png if i == 0 else None)
+        res["events_source"] = "bit-cost peaks (demonstration)" if demo else args.annot
+        print(f"\n{args.video} — budget {budget} tokens, δ = {args.delta} s, {len(events)} events")
+        print(format_report(res))
+        reports.append(res)
+    _write_json(args.json, {"video": args.video, "reports": reports})
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``eval`` and its sub-commands to the ``ov2`` parser; each sets ``func`` returning an exit code.
 
@@ -358,6 +376,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gr.add_argument("--min-score", type=float, default=4.0, help="highlight saliency threshold (default 4)")
     gr.add_argument("--clip-length", type=float, default=2.0, help="highlight clip length in s (default 2)")
     gr.set_defaults(func=_cmd_grounding)
+
+    cv = sub.add_parser("coverage", help="event coverage of codec_stream vs uniform frames at equal tokens",
+                        description="Tokenizes VIDEO with each mode at the same token budget and reports the share of "
+                                    "annotated events with a token within δ (event recall), tokens per event and the "
+                                    "share of tokens on event-free time. ANNOT is a JSON list of event times or an "
+                                    "object with 'timestamps'; 'bitcost-peaks' derives demonstration events from "
+                                    "packet sizes (not ground truth).")
+    cv.add_argument("video", metavar="VIDEO")
+    cv.add_argument("annot", metavar="ANNOT", help="annotation JSON, or 'bitcost-peaks'")
+    cv.add_argument("--budget", type=lambda s: [int(x) for x in s.split(",")], default=[4096],
+                    help="token budgets, comma-separated (default 4096)")
+    cv.add_argument("--delta", type=float, default=0.1, help="tolerance in s (default 0.1)")
+    cv.add_argument("--png", metavar="OUT.png", help="plot of tokens over time per mode (first budget)")
+    cv.add_argument("--json", metavar="OUT", help="write the reports as JSON")
+    cv.set_defaults(func=_cmd_coverage)
 
     sy = sub.add_parser("synth", help="generate a JumpScore-style synthetic clip and its annotation")
     sy.add_argument("out", metavar="OUT.mp4")
