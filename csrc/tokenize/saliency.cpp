@@ -151,9 +151,22 @@ void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_
   thread_local std::vector<double> rbar;
   int32_t rmax = 0;
   if (residual) {
-    for (int64_t i = 0; i < npx; ++i) rmax = std::max(rmax, std::abs(static_cast<int32_t>(residual[i])));
+    // One pass: |r| < 512 (every 8-bit residual) counts in a small table; larger values only set rmax.
+    int64_t small[512] = {0};
+    for (int64_t i = 0; i < npx; ++i) {
+      const int32_t r = residual[i];
+      const int32_t a = r < 0 ? -r : r;
+      rmax = a > rmax ? a : rmax;
+      if (a < 512) ++small[a];
+    }
     hist.assign(static_cast<size_t>(rmax) + 1, 0);
-    for (int64_t i = 0; i < npx; ++i) ++hist[static_cast<size_t>(std::abs(static_cast<int32_t>(residual[i])))];
+    std::copy(small, small + std::min<int32_t>(rmax + 1, 512), hist.begin());
+    if (rmax >= 512)
+      for (int64_t i = 0; i < npx; ++i) {
+        const int32_t r = residual[i];
+        const int32_t a = r < 0 ? -r : r;
+        if (a >= 512) ++hist[static_cast<size_t>(a)];
+      }
     auto kth = [&](int64_t k) {
       int64_t cum = 0;
       for (size_t v = 0; v < hist.size(); ++v) {
@@ -176,10 +189,17 @@ void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_
     const double* mrow = mbar.empty() ? nullptr : mbar.data() + (y / 4) * cw;
     const int16_t* rrow = residual ? residual + y * width : nullptr;
     float* orow = out_s + y * width;
-    for (int64_t x = 0; x < width; ++x) {
-      const double m = mrow ? mrow[x / 4] : 0.0;
-      const double r = rrow ? rbar[static_cast<size_t>(std::abs(static_cast<int32_t>(rrow[x])))] : 0.0;
-      orow[x] = static_cast<float>((m + r) / 2.0);
+    for (int64_t x0 = 0; x0 < width; x0 += 4) {
+      const double m = mrow ? mrow[x0 / 4] : 0.0;
+      const int64_t x1 = std::min<int64_t>(width, x0 + 4);
+      for (int64_t x = x0; x < x1; ++x) {
+        double r = 0.0;
+        if (rrow) {
+          const int32_t v = rrow[x];
+          r = rbar[static_cast<size_t>(v < 0 ? -v : v)];
+        }
+        orow[x] = static_cast<float>((m + r) / 2.0);
+      }
     }
   }
 }
