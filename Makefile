@@ -11,7 +11,7 @@ APT_PKGS := pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-d
 NATIVE_SRC := $(shell find csrc cmake -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: all demo test sysdeps venv build bench bench-quick clean
+.PHONY: all demo test sysdeps venv build bench bench-quick bench-deps clean
 
 all: build
 
@@ -46,10 +46,15 @@ demo: build
 test: build
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: build
+bench-deps: $(VENV)/.bench-deps
+$(VENV)/.bench-deps: $(VENV)/.deps
+	-$(PIP) install -q motion-vector-extractor decord
+	@touch $@
+
+bench: build bench-deps
 	$(PY) benchmarks/run.py
 
-bench-quick: build
+bench-quick: build bench-deps
 	$(PY) benchmarks/run.py --quick
 
 clean:

@@ -66,7 +66,7 @@ PacketTable read_packet_table(Demuxer& dm, bool with_parser) {
         case AV_PICTURE_TYPE_I: pt = 'I'; break;
         case AV_PICTURE_TYPE_P: pt = 'P'; break;
         case AV_PICTURE_TYPE_B: pt = 'B'; break;
-        case AV_PICTURE_TYPE_S: pt = 'S'; break;
+        case AV_PICTURE_TYPE_S: pt = 'P'; break;  // MPEG-4 GMC P-VOP, as frames report it
         case AV_PICTURE_TYPE_SI: pt = 'I'; break;
         case AV_PICTURE_TYPE_SP: pt = 'P'; break;
         default: pt = '?';

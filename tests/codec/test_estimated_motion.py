@@ -232,3 +232,28 @@ def test_shared_videos_without_exported_vectors(path):
             assert len(f.motion_vectors) == 0
     got, _ = _frames(path, num_threads=2)
     assert [_digest(f) for f in got] == [_digest(f) for f in frames]
+
+
+def test_codec_stream_ranks_the_moving_block_first(clip):
+    """With estimated motion, codec_stream's block scores put the moving block's region first in every P-frame."""
+    from ov2_tokenizer._native import core
+
+    cfg = dict(patch=14, merge=2, beta=0.5)
+    hc, wc = core.tok.canvas_size(H, W, 14, 2, 3136, 313600)
+    bs = 28
+    hits = total = 0
+    with ov2.open_video(clip["path"], num_threads=1) as v:
+        for f in v.frames(with_luma=False, block_scores=dict(canvas_h=hc, canvas_w=wc, **cfg)):
+            if f.pict_type == "I":
+                continue
+            i, j = np.unravel_index(int(np.argmax(f.scores)), f.scores.shape)
+            # the best block's source rectangle must overlap the block's position in this frame
+            y0, y1 = i * bs * H / hc, (i + 1) * bs * H / hc
+            x0, x1 = j * bs * W / wc, (j + 1) * bs * W / wc
+            bx, by = _block_xy(clip["start"], clip["step"], f.index)
+            total += 1
+            hits += int(x1 > bx and x0 < bx + SIZE and y1 > by and y0 < by + SIZE)
+    assert total >= N // 2
+    assert hits == total, f"{clip['name']}: best block on the moving block in {hits}/{total} P-frames"
+    vt = ov2.tokenize_video(clip["path"], max_canvases=4, num_frames=N)
+    assert vt.meta["motion_source"] == "estimated" and vt.num_canvases == 4
