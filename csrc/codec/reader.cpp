@@ -64,6 +64,9 @@ bool frame_is_corrupt(const AVFrame* f) {
   return f->decode_error_flags != 0 || (f->flags & AV_FRAME_FLAG_CORRUPT) != 0;
 }
 
+// Bytes of slack after buffers that swscale writes (its SIMD paths store whole vectors).
+constexpr size_t kSwsPadding = 256;
+
 // An 8-bit luma view of a decoded frame at its coded size (the frame is kept alive by a reference).
 struct Luma8 {
   FramePtr frame;
@@ -113,7 +116,7 @@ void make_luma8(const AVFrame* src, Luma8& out, SwsHolder& sws, const std::strin
     out.coded.stride = f->linesize[0];
     return;
   }
-  out.own.resize(static_cast<size_t>(W) * H);
+  out.own.resize(static_cast<size_t>(W) * H + kSwsPadding);  // room for swscale's vector stores
   out.coded.data = out.own.data();
   out.coded.stride = W;
   if (yuv_like && d->comp[0].depth > 8 && d->comp[0].depth <= 16 && d->comp[0].step == 2) {
@@ -332,7 +335,8 @@ class Decoder {
     if (req_.rgb) {
       out.rgb_w = req_.rgb_width > 0 ? req_.rgb_width : W;
       out.rgb_h = req_.rgb_height > 0 ? req_.rgb_height : H;
-      to_rgb(f, out.rgb_w, out.rgb_h, out.rgb.allocate(static_cast<size_t>(out.rgb_w) * out.rgb_h * 3));
+      // swscale's SIMD writers may store up to a vector past the last row: pad the allocation.
+      to_rgb(f, out.rgb_w, out.rgb_h, out.rgb.allocate(static_cast<size_t>(out.rgb_w) * out.rgb_h * 3 + kSwsPadding));
     }
     const bool need_field = req_.mvs || req_.residual || req_.coding_cost;
     const int64_t est_epoch = estimate_ ? frame_epoch() : 0;
@@ -379,25 +383,31 @@ class Decoder {
     if (estimate_) keep_previous(std::move(cur), est_epoch);
   }
 
-  // Visible picture as RGB24 (swscale, full-chroma interpolation, the frame's colour matrix and range).
+  // Visible picture as RGB24 (swscale bilinear, the frame's colour matrix and range).
   void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst) {
     FramePtr view(av_frame_clone(f));
     if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
       throw Error(ErrorKind::Corrupt, name(), "cannot crop a decoded frame");
+    SwsContext* before = rgb_sws_.ctx;
     rgb_sws_.ctx = sws_getCachedContext(rgb_sws_.ctx, view->width, view->height,
                                         static_cast<AVPixelFormat>(view->format), W, H, AV_PIX_FMT_RGB24,
-                                        SWS_BILINEAR | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND, nullptr, nullptr, nullptr);
+                                        SWS_BILINEAR, nullptr, nullptr, nullptr);
     if (!rgb_sws_.ctx) throw Error(ErrorKind::UnsupportedCodec, name(), "cannot convert the pixel format to RGB");
     const int full = view->color_range == AVCOL_RANGE_JPEG || view->format == AV_PIX_FMT_YUVJ420P ||
                      view->format == AV_PIX_FMT_YUVJ422P || view->format == AV_PIX_FMT_YUVJ444P;
     const int cs = view->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT;
-    int* inv_table = nullptr;
-    int* table = nullptr;
-    int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
-    if (sws_getColorspaceDetails(rgb_sws_.ctx, &inv_table, &src_range, &table, &dst_range, &brightness, &contrast,
-                                 &saturation) >= 0)
-      sws_setColorspaceDetails(rgb_sws_.ctx, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
-                               brightness, contrast, saturation);
+    // Setting the colour details rebuilds swscale's tables: only when the context or the details change.
+    if (rgb_sws_.ctx != before || cs != rgb_cs_ || full != rgb_full_) {
+      int* inv_table = nullptr;
+      int* table = nullptr;
+      int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
+      if (sws_getColorspaceDetails(rgb_sws_.ctx, &inv_table, &src_range, &table, &dst_range, &brightness, &contrast,
+                                   &saturation) >= 0)
+        sws_setColorspaceDetails(rgb_sws_.ctx, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
+                                 brightness, contrast, saturation);
+      rgb_cs_ = cs;
+      rgb_full_ = full;
+    }
     uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
     int ls[4] = {W * 3, 0, 0, 0};
     sws_scale(rgb_sws_.ctx, view->data, view->linesize, 0, view->height, d, ls);
@@ -464,6 +474,7 @@ class Decoder {
   PacketPtr pkt_;
   FramePtr frame_;
   SwsHolder sws_, rgb_sws_;
+  int rgb_cs_ = -1, rgb_full_ = -1;
   double tb_ = 0.0;
   bool held_ = false, demux_eof_ = false, draining_ = false, segment_done_ = false;
   int64_t held_index_ = -1, next_pkt_index_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
