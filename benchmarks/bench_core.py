@@ -142,11 +142,12 @@ def _worker(method: str, path: str, threads: int) -> dict:
             "base_rss_mb": base}
 
 
-def _run_worker(method: str, path: Path, threads: int, timeout: float = 900.0) -> dict:
+def _run_worker(method: str, path: Path, threads: int, timeout: float = 900.0, script: Path | None = None) -> dict:
+    """Runs ``script --worker METHOD PATH --threads N`` (default: this file) and returns its JSON line."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("OMP_NUM_THREADS", "1")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, str(path), "--threads", str(threads)]
+    cmd = [sys.executable, str(script or Path(__file__).resolve()), "--worker", method, str(path), "--threads", str(threads)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -25,7 +25,6 @@ import os
 import resource
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from bench_core import (  # noqa: E402
     SHARED_VIDEOS,
     VIDEO_SUFFIXES,
     _rss_mb,
+    _run_worker,
     _versions,
     _video_info,
     generated_video,
@@ -108,18 +108,8 @@ def _worker(method: str, path: str, threads: int) -> dict:
     return {"seconds": elapsed, "tokens": tokens, "peak_rss_mb": peak, "base_rss_mb": base}
 
 
-def _run(method: str, path: Path, threads: int, timeout: float = 900.0) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, str(path), "--threads", str(threads)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if out.returncode != 0:
-        return {"error": f"exit {out.returncode}: " + " | ".join((out.stderr or out.stdout).strip().splitlines()[-3:])}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _run(method: str, path: Path, threads: int) -> dict:
+    return _run_worker(method, path, threads, script=Path(__file__).resolve())
 
 
 def main(argv=None) -> int:
