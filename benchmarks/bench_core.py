@@ -167,7 +167,7 @@ def generated_video(seconds: int = 60, fps: int = 30) -> Path:
     """A 1280x720 H.264 video with procedural moving content (scrolling textured background, textured blocks at
     known speeds, a periodic oscillation and a scene change every 20 s), x264 ultrafast; cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    target = CACHE / GEN_NAME
+    target = CACHE / (GEN_NAME if seconds == 60 else GEN_NAME.replace("60s", f"{seconds}s"))
     if target.exists() and target.stat().st_size > 0:
         return target
     sys.path.insert(0, str(REPO / "src"))

@@ -104,6 +104,24 @@ def render() -> str:
         if pngs:
             lines += ["", f"![tokens over time]({Path(pngs[0]).relative_to(HERE.parent)})"]
         lines.append("")
+    sc = _latest("scaling")
+    if sc:
+        path, doc = sc
+        lines += [f"Scaling with video length (generated 720p H.264, {doc.get('threads')} threads; "
+                  f"`python benchmarks/bench_scaling.py`; source `benchmarks/results/{path.name}`). Log-log slope of time "
+                  "vs length: " + ", ".join(f"{k} {v:.2f}" for k, v in doc.get("slopes", {}).items()) + ".", "",
+                  "| length | " + " | ".join(f"{m} time / peak RSS" for m in ("decode", "codec_stream", "pyav_uniform64")) + " |",
+                  "|---|---|---|---|"]
+        by_len: dict[int, dict[str, dict]] = {}
+        for r in doc["rows"]:
+            by_len.setdefault(r["minutes"], {})[r["method"]] = r
+        for minutes, m in sorted(by_len.items()):
+            cells = [f"{m[k]['seconds']:.1f} s / {m[k]['peak_rss_mb']:.0f} MB" if k in m and "seconds" in m[k] else "–"
+                     for k in ("decode", "codec_stream", "pyav_uniform64")]
+            lines.append(f"| {minutes} min | " + " | ".join(cells) + " |")
+        if (RESULTS / "scaling.png").exists():
+            lines += ["", "![scaling](benchmarks/results/scaling.png)"]
+        lines.append("")
     gpu = sorted(p for p in RESULTS.glob("*.json") if "device" in json.loads(p.read_text()))
     lines += ["### GPU", ""]
     if gpu:
