@@ -48,7 +48,8 @@ test: build
 
 bench-deps: $(VENV)/.bench-deps
 $(VENV)/.bench-deps: $(VENV)/.deps
-	-$(PIP) install -q motion-vector-extractor decord
+	-$(PIP) install -q motion-vector-extractor
+	-$(PIP) install -q decord || $(PIP) install -q eva-decord
 	@touch $@
 
 bench: build bench-deps

@@ -47,8 +47,8 @@ def main(argv=None) -> int:
             png = str(RESULTS / f"coverage-period{period}.png") if budget == 4096 else None
             res = coverage_report(str(video), events, budget, args.delta, png=png)
             print(f"period {period} s, budget {budget}:\n{format_report(res)}\n", flush=True)
-            rows.append({"period_s": period, "budget": budget, "events": len(events),
-                         "tokens": res["total_tokens"], "modes": res["modes"], "png": png})
+            rows.append({"period_s": period, "budget": budget, "events": len(events), "tokens": res["total_tokens"],
+                         "canvases": res.get("canvases", {}), "modes": res["modes"], "png": png})
     now = _dt.datetime.now()
     out = RESULTS / f"coverage-{socket.gethostname()}-{now:%Y-%m-%d}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps({"benchmark": "coverage", "date": now.isoformat(timespec="seconds"), "delta": args.delta,

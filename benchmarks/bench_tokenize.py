@@ -45,7 +45,7 @@ from bench_core import (  # noqa: E402
 
 REPO = HERE.parent
 METHODS = ("decode", "codec_stream", "ovenc_topk", "ovenc_pyav", "frames64", "pyav_uniform64", "decord64")
-QUICK_VIDEOS = ("ytb_XwB-dkS5BVM.mp4", "mvx_h264_720p.mp4")
+QUICK_VIDEOS = ("ytb_XwB-dkS5BVM.mp4",)
 
 
 def _worker(method: str, path: str, threads: int) -> dict:
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(_worker(args.worker[0], args.worker[1], max(1, args.threads))))
         return 0
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 3)
     videos = sorted(p for p in SHARED_VIDEOS.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES) if SHARED_VIDEOS.is_dir() else []
     if args.quick:
         videos = [p for p in videos if p.name in QUICK_VIDEOS]

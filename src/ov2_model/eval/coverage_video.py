@@ -98,6 +98,7 @@ def coverage_report(
     duration = float(ov2.open_video(path).info.duration_s) or float(max(np.nanmax(t) for t, _ in tokens.values()))
     res = compare_modes(tokens, np.asarray(events, dtype=np.float64), delta, duration, rel_tol=0.25)
     res["total_tokens"] = totals
+    res["canvases"] = {m: vt.num_canvases for m, vt in vts.items()}
     res["budget"] = int(budget)
     if png:
         plot_coverage(tokens, events, duration, png, title=f"{Path(path).name}: {next(iter(totals.values()))} tokens")
