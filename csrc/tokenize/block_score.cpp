@@ -60,28 +60,103 @@ void block_score(const float* s, const float* cost, int64_t hc, int64_t wc, int6
   }
 }
 
+namespace {
+
+// Σ over source rows sy of wy·Σ over source columns sx of wx·x[sy][sx] for every (row group, column group):
+// out[g][k] in double, summing rows ascending within a row group, then columns ascending within a column group.
+// `row(sy, buf)` returns source row sy (double, width sw), computed at most once per row.
+template <class RowFn>
+void separable_group_sums(const AreaTaps& rows, const AreaTaps& cols, int64_t sw, RowFn row, std::vector<double>& out) {
+  const int64_t ng = static_cast<int64_t>(rows.begin.size()) - 1, nk = static_cast<int64_t>(cols.begin.size()) - 1;
+  thread_local std::vector<double> t, buf;
+  t.assign(static_cast<size_t>(sw), 0.0);
+  out.assign(static_cast<size_t>(ng * nk), 0.0);
+  int64_t cached = -1;
+  const double* r = nullptr;
+  for (int64_t g = 0; g < ng; ++g) {
+    std::fill(t.begin(), t.end(), 0.0);
+    for (int64_t j = rows.begin[g]; j < rows.begin[g + 1]; ++j) {
+      const int64_t sy = rows.index[j];
+      if (sy != cached) {
+        r = row(sy, buf);
+        cached = sy;
+      }
+      const double w = rows.weight[j];
+      for (int64_t x = 0; x < sw; ++x) t[x] += w * r[x];
+    }
+    double* o = out.data() + g * nk;
+    for (int64_t k = 0; k < nk; ++k) {
+      double acc = 0.0;
+      for (int64_t j = cols.begin[k]; j < cols.begin[k + 1]; ++j) acc += cols.weight[j] * t[cols.index[j]];
+      o[k] = acc;
+    }
+  }
+}
+
+}  // namespace
+
 void score_frame(int64_t hc, int64_t wc, int64_t height, int64_t width, const float* mv_field, const uint8_t* mv_flags,
                  int64_t h4, int64_t w4, const int16_t* residual, const float* cost, int64_t ch, int64_t cw,
                  bool is_intra, int64_t patch, int64_t merge, double beta, const ValidRect& rect, float* out) {
   require(patch >= 1 && merge >= 1 && hc >= patch * merge && wc >= patch * merge && hc % (patch * merge) == 0 &&
               wc % (patch * merge) == 0,
           "score_frame: canvas sides must be positive multiples of patch*merge");
-  thread_local std::vector<float> s, sc, cc;
-  sc.resize(static_cast<size_t>(hc * wc));
-  if (is_intra) {
-    std::fill(sc.begin(), sc.end(), 0.0f);
-    block_score(sc.data(), nullptr, hc, wc, patch, merge, beta, rect, out);
-    return;
+  require(std::isfinite(beta), "score_frame: beta must be finite");
+  const int64_t f = patch * merge, nph = hc / patch, npw = wc / patch, nbh = hc / f, nbw = wc / f;
+  const int64_t y1 = rect.y1 < 0 ? hc : rect.y1, x1 = rect.x1 < 0 ? wc : rect.x1;
+  const double p2 = static_cast<double>(patch * patch), m2 = static_cast<double>(merge * merge),
+               f2 = static_cast<double>(f * f);
+  // Patch sums of the area-resized saliency, straight from the source pixels (no canvas-sized maps).
+  thread_local std::vector<double> psum, csum;
+  psum.assign(static_cast<size_t>(nph * npw), 0.0);
+  if (!is_intra) {
+    thread_local SaliencyTerms terms;
+    saliency_terms(mv_field, mv_flags, h4, w4, residual, height, width, terms);
+    const AreaTaps rows = grouped_area_taps(height, hc, patch), cols = grouped_area_taps(width, wc, patch);
+    const std::vector<double>& mbar = terms.mbar;
+    const std::vector<double>& rbar = terms.rbar;
+    const int64_t cwid = terms.cells_w;
+    separable_group_sums(rows, cols, width, [&](int64_t sy, std::vector<double>& buf) -> const double* {
+      buf.resize(static_cast<size_t>(width));
+      const double* mrow = mbar.empty() ? nullptr : mbar.data() + (sy / 4) * cwid;
+      const int16_t* rrow = residual ? residual + sy * width : nullptr;
+      for (int64_t x = 0; x < width; ++x) {
+        const double m = mrow ? mrow[x / 4] : 0.0;
+        double rv = 0.0;
+        if (rrow) {
+          const int32_t v = rrow[x];
+          rv = rbar[static_cast<size_t>(v < 0 ? -v : v)];
+        }
+        buf[x] = (m + rv) / 2.0;
+      }
+      return buf.data();
+    }, psum);
   }
-  s.resize(static_cast<size_t>(height * width));
-  saliency(mv_field, mv_flags, h4, w4, residual, height, width, false, s.data());
-  resize_area_f32(s.data(), height, width, sc.data(), hc, wc);
-  if (cost) {
+  const bool with_cost = !is_intra && cost != nullptr;
+  if (with_cost) {
     require(ch >= 1 && cw >= 1, "score_frame: empty cost map");
-    cc.resize(static_cast<size_t>(hc * wc));
-    resize_area_f32(cost, ch, cw, cc.data(), hc, wc);
+    const AreaTaps rows = grouped_area_taps(ch, hc, f), cols = grouped_area_taps(cw, wc, f);
+    separable_group_sums(rows, cols, cw, [&](int64_t sy, std::vector<double>& buf) -> const double* {
+      buf.resize(static_cast<size_t>(cw));
+      for (int64_t x = 0; x < cw; ++x) buf[x] = static_cast<double>(cost[sy * cw + x]);
+      return buf.data();
+    }, csum);
   }
-  block_score(sc.data(), cost ? cc.data() : nullptr, hc, wc, patch, merge, beta, rect, out);
+  for (int64_t bi = 0; bi < nbh; ++bi) {
+    for (int64_t bj = 0; bj < nbw; ++bj) {
+      const int64_t by0 = bi * f, bx0 = bj * f;
+      if (!(by0 < y1 && by0 + f > rect.y0 && bx0 < x1 && bx0 + f > rect.x0)) {
+        out[bi * nbw + bj] = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      double acc = 0.0;
+      for (int64_t a = 0; a < merge; ++a)
+        for (int64_t b = 0; b < merge; ++b) acc += psum[(bi * merge + a) * npw + bj * merge + b] / p2;
+      double score = acc / m2;
+      if (with_cost) score = score + beta * (csum[bi * nbw + bj] / f2);
+      out[bi * nbw + bj] = static_cast<float>(score);
+    }
+  }
 }
 
 }  // namespace ov2::tok

@@ -92,14 +92,7 @@ void resize_bilinear_u8(const uint8_t* src, int64_t sh, int64_t sw, int64_t ch, 
   }
 }
 
-namespace {
 // Sparse area weights: for each output index, a list of (source index, weight), weights summing to 1.
-struct AreaTaps {
-  std::vector<int64_t> begin;  // size dn + 1
-  std::vector<int64_t> index;
-  std::vector<double> weight;
-};
-
 AreaTaps area_taps(int64_t sn, int64_t dn) {
   AreaTaps t;
   t.begin.reserve(dn + 1);
@@ -124,7 +117,28 @@ AreaTaps area_taps(int64_t sn, int64_t dn) {
   }
   return t;
 }
-}  // namespace
+
+AreaTaps grouped_area_taps(int64_t sn, int64_t dn, int64_t group) {
+  require(group >= 1 && dn % group == 0, "grouped_area_taps: outputs must be a multiple of the group");
+  const AreaTaps t = area_taps(sn, dn);
+  AreaTaps g;
+  g.begin.push_back(0);
+  std::vector<double> acc;
+  for (int64_t k = 0; k < dn / group; ++k) {
+    const int64_t y0 = k * group, y1 = (k + 1) * group;
+    const int64_t s0 = t.index[static_cast<size_t>(t.begin[y0])];
+    const int64_t s1 = t.index[static_cast<size_t>(t.begin[y1] - 1)] + 1;
+    acc.assign(static_cast<size_t>(s1 - s0), 0.0);
+    for (int64_t y = y0; y < y1; ++y)
+      for (int64_t j = t.begin[y]; j < t.begin[y + 1]; ++j) acc[static_cast<size_t>(t.index[j] - s0)] += t.weight[j];
+    for (int64_t sidx = s0; sidx < s1; ++sidx) {
+      g.index.push_back(sidx);
+      g.weight.push_back(acc[static_cast<size_t>(sidx - s0)]);
+    }
+    g.begin.push_back(static_cast<int64_t>(g.index.size()));
+  }
+  return g;
+}
 
 void resize_area_f32(const float* src, int64_t sh, int64_t sw, float* dst, int64_t dh, int64_t dw) {
   require(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1, "resize_area: sizes must be positive");

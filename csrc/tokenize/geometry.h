@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "tokenize/common.h"
 
@@ -33,5 +34,19 @@ void resize_bilinear_u8(const uint8_t* src, int64_t sh, int64_t sw, int64_t ch, 
 // computed in double, rows first then columns. Works for up- and down-scaling. No value scaling (callers
 // scale motion magnitudes themselves).
 void resize_area_f32(const float* src, int64_t sh, int64_t sw, float* dst, int64_t dh, int64_t dw);
+
+// Area-resize taps from sn source cells to dn outputs: output y takes Σ weight·src[index] over
+// [begin[y], begin[y+1]) (weights = overlap / output span, source indices ascending).
+struct AreaTaps {
+  std::vector<int64_t> begin;  // size dn + 1
+  std::vector<int64_t> index;
+  std::vector<double> weight;
+};
+AreaTaps area_taps(int64_t sn, int64_t dn);
+
+// The taps of `group` consecutive outputs summed per source cell: for output group g (outputs g·group ..
+// (g+1)·group − 1), weight[k] = Σ over those outputs (ascending) of their tap on source index[k] (ascending,
+// contiguous). Summing src with these weights equals summing the area-resized outputs of the group.
+AreaTaps grouped_area_taps(int64_t sn, int64_t dn, int64_t group);
 
 }  // namespace ov2::tok

@@ -83,17 +83,15 @@ struct Weighted {
 
 }  // namespace
 
-void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_t w4, const int16_t* residual,
-              int64_t height, int64_t width, bool is_intra_frame, float* out_s) {
+void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_t w4, const int16_t* residual,
+                    int64_t height, int64_t width, SaliencyTerms& t) {
   require(height >= 1 && width >= 1, "saliency: frame size must be positive");
   const int64_t npx = height * width;
-  if (is_intra_frame) {
-    std::fill(out_s, out_s + npx, 0.0f);
-    return;
-  }
+  t.cells_w = (width + 3) / 4;
   // Motion term per cell of the (ceil(H/4), ceil(W/4)) grid actually covering the frame.
   const int64_t ch = (height + 3) / 4, cw = (width + 3) / 4;
-  std::vector<double> mbar;  // per cell, M̄; empty when no motion term
+  std::vector<double>& mbar = t.mbar;  // per cell, M̄; empty when no motion term
+  mbar.clear();
   if (mv_field) {
     require(h4 >= ch && w4 >= cw, "saliency: mv_field grid smaller than ceil(frame/4)");
     std::vector<double> cx(static_cast<size_t>(ch * cw)), cy(static_cast<size_t>(ch * cw));
@@ -148,17 +146,34 @@ void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_
   // Residual term: exact order statistics of |r| through a histogram (|r| ≤ 32768), sized to the largest |r|.
   double den_r = 1.0;
   thread_local std::vector<int64_t> hist;
-  thread_local std::vector<double> rbar;
+  std::vector<double>& rbar = t.rbar;
+  rbar.clear();
   int32_t rmax = 0;
   if (residual) {
     // One pass: |r| < 512 (every 8-bit residual) counts in a small table; larger values only set rmax.
-    int64_t small[512] = {0};
-    for (int64_t i = 0; i < npx; ++i) {
+    // Four interleaved tables: most residuals repeat the same value, and one table would serialise on the
+    // store-to-load latency of its counter.
+    uint32_t part[4][512] = {{0}};
+    int32_t m4[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= npx; i += 4) {
+      for (int k = 0; k < 4; ++k) {
+        const int32_t r = residual[i + k];
+        const int32_t a = r < 0 ? -r : r;
+        m4[k] = a > m4[k] ? a : m4[k];
+        part[k][a < 512 ? a : 511] += a < 512 ? 1u : 0u;
+      }
+    }
+    for (; i < npx; ++i) {
       const int32_t r = residual[i];
       const int32_t a = r < 0 ? -r : r;
-      rmax = a > rmax ? a : rmax;
-      if (a < 512) ++small[a];
+      m4[0] = a > m4[0] ? a : m4[0];
+      part[0][a < 512 ? a : 511] += a < 512 ? 1u : 0u;
     }
+    rmax = std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+    int64_t small[512];
+    for (int v = 0; v < 512; ++v)
+      small[v] = static_cast<int64_t>(part[0][v]) + part[1][v] + part[2][v] + part[3][v];
     hist.assign(static_cast<size_t>(rmax) + 1, 0);
     std::copy(small, small + std::min<int32_t>(rmax + 1, 512), hist.begin());
     if (rmax >= 512)
@@ -185,6 +200,21 @@ void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_
     rbar.resize(static_cast<size_t>(rmax) + 1);
     for (size_t v = 0; v < rbar.size(); ++v) rbar[v] = std::min(1.0, static_cast<double>(v) / den_r);
   }
+}
+
+void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_t w4, const int16_t* residual,
+              int64_t height, int64_t width, bool is_intra_frame, float* out_s) {
+  require(height >= 1 && width >= 1, "saliency: frame size must be positive");
+  const int64_t npx = height * width;
+  if (is_intra_frame) {
+    std::fill(out_s, out_s + npx, 0.0f);
+    return;
+  }
+  thread_local SaliencyTerms t;
+  saliency_terms(mv_field, mv_flags, h4, w4, residual, height, width, t);
+  const int64_t cw = t.cells_w;
+  const std::vector<double>& mbar = t.mbar;
+  const std::vector<double>& rbar = t.rbar;
   for (int64_t y = 0; y < height; ++y) {
     const double* mrow = mbar.empty() ? nullptr : mbar.data() + (y / 4) * cw;
     const int16_t* rrow = residual ? residual + y * width : nullptr;

@@ -23,6 +23,17 @@ double percentile_linear(double* v, int64_t n, double q);
 //   M = sqrt((v.x − med.x)² + (v.y − med.y)²); M̄ = min(1, M / max(P95(M over valid pixels), 1e-6));
 //   R = |residual|; R̄ = min(1, R / max(P95(R over all pixels), 1)).
 // is_intra_frame → S = 0. Output S: [height, width] float32 (computed in double, rounded once).
+// The two terms of S before they are combined: M̄ per 4×4 cell (row-major over ceil(H/4) × ceil(W/4); empty when
+// there is no motion term) and R̄ as a table over |residual| (empty without residual). S at pixel (y, x) is
+// (M̄[cell(y, x)] + R̄[|r(y, x)|]) / 2 in double, a missing term counting 0.
+struct SaliencyTerms {
+  int64_t cells_w = 0;
+  std::vector<double> mbar;
+  std::vector<double> rbar;
+};
+void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_t w4, const int16_t* residual,
+                    int64_t height, int64_t width, SaliencyTerms& terms);
+
 void saliency(const float* mv_field, const uint8_t* mv_flags, int64_t h4, int64_t w4, const int16_t* residual,
               int64_t height, int64_t width, bool is_intra_frame, float* out_s);
 

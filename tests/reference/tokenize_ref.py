@@ -253,6 +253,11 @@ def saliency(height, width, mv_field=None, mv_flags=None, residual=None, is_intr
     """S = (M̄ + R̄)/2 per pixel; I-frames → 0."""
     if is_intra:
         return np.zeros((height, width), np.float32)
+    return saliency64(height, width, mv_field, mv_flags, residual).astype(np.float32)
+
+
+def saliency64(height, width, mv_field=None, mv_flags=None, residual=None):
+    """S = (M̄ + R̄)/2 per pixel in float64 (before the float32 rounding of ``saliency``)."""
     mbar = np.zeros((height, width))
     if mv_field is not None:
         mv = np.asarray(mv_field, np.float32).astype(np.float64)
@@ -276,7 +281,7 @@ def saliency(height, width, mv_field=None, mv_flags=None, residual=None, is_intr
         r = np.abs(np.asarray(residual, np.int16).astype(np.float64))
         den = max(percentile(r, 95.0), 1.0)
         rbar = np.minimum(1.0, r / den)
-    return ((mbar + rbar) / 2.0).astype(np.float32)
+    return (mbar + rbar) / 2.0
 
 
 # --------------------------------------------------------------------------------------------- §5.5 block score
@@ -317,14 +322,68 @@ def block_score(s, cost=None, patch=14, merge=2, beta=0.5, valid=None):
     return out
 
 
+def _grouped_area_taps(n_in, n_out, group):
+    """Per group of `group` consecutive outputs: (source index, Σ of the outputs' taps on it), ascending."""
+    taps = _area_taps(n_in, n_out)
+    out = []
+    for g in range(n_out // group):
+        rows = taps[g * group:(g + 1) * group]
+        s0, s1 = rows[0][0][0], rows[-1][-1][0] + 1
+        acc = [0.0] * (s1 - s0)
+        for row in rows:
+            for s, w in row:
+                acc[s - s0] += w
+        out.append([(s0 + i, w) for i, w in enumerate(acc)])
+    return out
+
+
+def _separable_group_sums(x64, row_taps, col_taps):
+    """out[g, k] = Σ_cols w_k · (Σ_rows w_g · x[row, col]), rows then columns ascending (the C++ order)."""
+    t = np.zeros((len(row_taps), x64.shape[1]))
+    for g, taps in enumerate(row_taps):
+        for sy, w in taps:
+            t[g] = t[g] + w * x64[sy]
+    out = np.zeros((len(row_taps), len(col_taps)))
+    for k, taps in enumerate(col_taps):
+        acc = np.zeros(len(row_taps))
+        for sx, w in taps:
+            acc = acc + w * t[:, sx]
+        out[:, k] = acc
+    return out
+
+
 def score_frame(canvas_h, canvas_w, height, width, mv_field=None, mv_flags=None, residual=None, cost=None,
                 is_intra=False, patch=14, merge=2, beta=0.5, valid=None):
+    """Block scores of one frame: patch means of the area-resized saliency and block means of the area-resized
+    coding cost, computed straight from the source grids with the grouped area weights (equal in exact
+    arithmetic to resize_area → block_score, without canvas-sized maps); I-frames → 0."""
+    f = patch * merge
+    nbh, nbw = canvas_h // f, canvas_w // f
     if is_intra:
-        return block_score(np.zeros((canvas_h, canvas_w), np.float32), None, patch, merge, beta, valid)
-    s = saliency(height, width, mv_field, mv_flags, residual, False)
-    sc = resize_area(s, canvas_h, canvas_w)
-    cc = None if cost is None else resize_area(cost, canvas_h, canvas_w)
-    return block_score(sc, cc, patch, merge, beta, valid)
+        psum = np.zeros((canvas_h // patch, canvas_w // patch))
+    else:
+        s64 = saliency64(height, width, mv_field, mv_flags, residual)
+        psum = _separable_group_sums(s64, _grouped_area_taps(height, canvas_h, patch),
+                                     _grouped_area_taps(width, canvas_w, patch))
+    acc = np.zeros((nbh, nbw))
+    for a in range(merge):
+        for b in range(merge):
+            acc += psum[a::merge, b::merge] / float(patch * patch)
+    score = acc / float(merge * merge)
+    if cost is not None and not is_intra:
+        c = np.asarray(cost, np.float32).astype(np.float64)
+        csum = _separable_group_sums(c, _grouped_area_taps(c.shape[0], canvas_h, f),
+                                     _grouped_area_taps(c.shape[1], canvas_w, f))
+        score = score + beta * (csum / float(f * f))
+    out = score.astype(np.float32)
+    y0, x0, y1, x1 = (0, 0, canvas_h, canvas_w) if valid is None else valid
+    y1 = canvas_h if y1 < 0 else y1
+    x1 = canvas_w if x1 < 0 else x1
+    for i in range(nbh):
+        for j in range(nbw):
+            if not (i * f < y1 and i * f + f > y0 and j * f < x1 and j * f + f > x0):
+                out[i, j] = NEG_INF
+    return out
 
 
 # --------------------------------------------------------------------------------------------- §5.6 allocation
