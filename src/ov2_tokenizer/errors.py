@@ -25,10 +25,12 @@ __all__ = [
 class Ov2Error(Exception):
     """Base class of every error ov2 raises on bad input or configuration."""
 
-    def __init__(self, source: str, cause: str):
+    def __init__(self, source: str, cause: str = ""):
+        # ``cause`` defaults so that frameworks re-raising with one message (torch's DataLoader workers) keep the
+        # exception type; the message is then the whole first argument.
         self.source = str(source)
         self.cause = str(cause)
-        super().__init__(f"{self.source}: {self.cause}")
+        super().__init__(f"{self.source}: {self.cause}" if cause else self.source)
 
     def __reduce__(self):  # picklable across DataLoader workers
         return (type(self), (self.source, self.cause))
