@@ -93,13 +93,15 @@ def render() -> str:
         lines += [f"Event coverage at matched token budgets on generated periodic-motion videos (30 s each): share of "
                   f"cycle starts with a token from a frame within δ = {doc['delta']} s "
                   f"(`python benchmarks/bench_coverage.py`; source `benchmarks/results/{path.name}`):", "",
-                  "| period | tokens | codec_stream recall | frames recall | codec_stream event-free share | "
-                  "frames event-free share |", "|---|---|---|---|---|---|"]
+                  "| period | budget | tokens | canvases | codec_stream recall | frames recall | "
+                  "codec_stream frames used | codec_stream event-free share | frames event-free share |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in doc["rows"]:
             cs, fr = r["modes"]["codec_stream"], r["modes"]["frames"]
-            lines.append(f"| {r['period_s']} s | {r['tokens']['codec_stream']} | {cs['event_recall']:.2f} | "
-                         f"{fr['event_recall']:.2f} | {cs['event_free_token_share']:.2f} | "
-                         f"{fr['event_free_token_share']:.2f} |")
+            canv = r.get("canvases", {}).get("codec_stream", "–")
+            lines.append(f"| {r['period_s']} s | {r['budget']} | {r['tokens']['codec_stream']} | {canv} | "
+                         f"**{cs['event_recall']:.2f}** | {fr['event_recall']:.2f} | {cs['num_frames']} | "
+                         f"{cs['event_free_token_share']:.2f} | {fr['event_free_token_share']:.2f} |")
         pngs = [r["png"] for r in doc["rows"] if r.get("png")]
         if pngs:
             lines += ["", f"![tokens over time]({Path(pngs[0]).relative_to(HERE.parent)})"]
