@@ -100,7 +100,7 @@ def render() -> str:
             cs, fr = r["modes"]["codec_stream"], r["modes"]["frames"]
             canv = r.get("canvases", {}).get("codec_stream", "–")
             lines.append(f"| {r['period_s']} s | {r['budget']} | {r['tokens']['codec_stream']} | {canv} | "
-                         f"**{cs['event_recall']:.2f}** | {fr['event_recall']:.2f} | {cs['num_frames']} | "
+                         f"**{cs['event_recall']:.2f}** | {fr['event_recall']:.2f} | {int(cs['num_frames'])} | "
                          f"{cs['event_free_token_share']:.2f} | {fr['event_free_token_share']:.2f} |")
         pngs = [r["png"] for r in doc["rows"] if r.get("png")]
         if pngs:
