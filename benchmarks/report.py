@@ -78,7 +78,10 @@ def render() -> str:
     core = _latest("core")
     if core:
         path, doc = core
-        lines += [f"Codec core, {doc.get('threads', '?')} threads, medians of alternating runs "
+        threads = doc.get("threads", doc.get("args", {}).get("threads", "?"))
+        lines += ["All numbers: medians of alternating runs on a 2-core VM of this project's CI kind, which also ran other "
+                  "jobs while measuring; compare the ratios within a table, not absolute times across tables.", ""]
+        lines += [f"Codec core, {threads} threads "
                   f"(`python benchmarks/bench_core.py`; source `benchmarks/results/{path.name}`, host {doc.get('host')}):", ""]
         lines += _core_table(doc) + [""]
     tok = _latest("tokenize")
