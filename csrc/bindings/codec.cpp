@@ -246,7 +246,7 @@ void ov2_bind_codec(py::module_& m) {
              return r;
            }),
            py::arg("source"), py::arg("name"), py::arg("stream_index") = -1, py::arg("num_threads") = 1,
-           py::arg("on_error") = "skip", py::arg("timeout_s") = 0.0, py::arg("max_buffer_bytes") = size_t(48) << 20)
+           py::arg("on_error") = "skip", py::arg("timeout_s") = 0.0, py::arg("max_buffer_bytes") = size_t(16) << 20)
       .def("info", &Reader::info)
       .def("packets", &Reader::packets)
       .def("frames", &Reader::frames, py::arg("indices") = py::none(), py::arg("luma") = true, py::arg("mvs") = false,
