@@ -92,6 +92,7 @@ struct FrameIter {
     d["frames_decoded"] = s.frames_decoded;
     d["corrupt_packets"] = s.corrupt_packets;
     d["corrupt_frames"] = s.corrupt_frames;
+    d["repeated_frames"] = s.repeated_frames;
     d["truncated"] = s.truncated;
     d["parallel"] = s.parallel;
     d["segments"] = s.segments;

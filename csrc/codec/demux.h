@@ -41,6 +41,8 @@ class Demuxer {
 
  private:
   static int interrupt_cb(void* opaque);
+  void open(int stream_index, double timeout_s);  // the constructor's work; on a throw the ctor calls release()
+  void release();                                 // frees the format and IO contexts (idempotent)
   Source source_;
   AVFormatContext* fmt_ = nullptr;
   AVIOContext* avio_ = nullptr;

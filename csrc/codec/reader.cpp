@@ -144,6 +144,15 @@ class Decoder {
       : opt_(opt), req_(req), dm_(src, opt.stream_index, opt.timeout_s), cls_(dm_.stream()),
         interp_(interp_for(dm_.stream()->codecpar->codec_id)), pkt_(make_packet()), frame_(make_frame()) {
     tb_ = av_q2d(dm_.stream()->time_base);
+    // --- robustness: fallback timestamps (frames without any pts get start + index / fps) ---
+    const AVStream* st = dm_.stream();
+    const AVRational fr = st->avg_frame_rate.num > 0 && st->avg_frame_rate.den > 0 ? st->avg_frame_rate
+                                                                                    : st->r_frame_rate;
+    const double fps = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0.0;
+    frame_dur_s_ = fps > 0.1 && fps < 1000.0 ? 1.0 / fps : 1.0 / 25.0;
+    start_s_ = st->start_time != AV_NOPTS_VALUE ? st->start_time * tb_ : 0.0;
+    if (!std::isfinite(start_s_)) start_s_ = 0.0;
+    // --- end robustness ---
     estimate_ = codec_needs_estimate(dm_.stream()->codecpar->codec_id) && (req.mvs || req.residual || req.coding_cost);
   }
 
@@ -162,6 +171,10 @@ class Decoder {
     est_has_prev_ = false;
     est_prev_ = Luma8();
     epoch_by_pts_.clear();
+    last_is_good_ = false;
+    last_good_.reset();  // on_error=repeat: each segment starts without a frame to repeat (same for any threads)
+    owed_ = 0;
+    packets_sent_ = 0;
     // Skip packets before `begin` (demux only).
     if (held_ && held_index_ < begin) held_ = false;
     while (!held_ && next_pkt_index_ < begin) {
@@ -177,17 +190,40 @@ class Decoder {
   bool next(FrameOut& out) {
     for (;;) {
       if (segment_done_) return false;
-      if (!pull_frame()) {
+      // --- on_error=repeat: a packet that failed to decode becomes a copy of the last good frame ---
+      const bool repeat = opt_.on_error == OnError::Repeat;
+      bool repeated = false;
+      if (repeat && owed_ > 0 && last_good_) {
+        --owed_;
+        become_repeat(AV_NOPTS_VALUE);
+        repeated = true;
+      } else if (!pull_frame()) {
+        // Frames the decoder dropped without an error (fewer frames than packets fed) are owed too.
+        if (repeat && last_good_ && packets_sent_ > ordinal_) {
+          owed_ = packets_sent_ - ordinal_;
+          continue;
+        }
         segment_done_ = true;
         return false;
       }
       const int64_t index = first_index_ + ordinal_++;
-      ++stats_.frames_decoded;
-      if (frame_is_corrupt(frame_.get())) {
+      if (repeated) ++stats_.repeated_frames;
+      else ++stats_.frames_decoded;
+      if (!repeated && frame_is_corrupt(frame_.get())) {
         ++stats_.corrupt_frames;
         if (opt_.on_error == OnError::Raise)
           throw Error(ErrorKind::Corrupt, name(), "frame " + std::to_string(index) + " is damaged");
+        if (repeat && last_good_ && last_is_good_) {
+          become_repeat(frame_pts());
+          ++stats_.repeated_frames;
+        } else if (repeat) {
+          keep_for_repeat(false);  // no good frame yet: a damaged one is the best stand-in for lost packets
+        }
+      } else if (repeat && !repeated) {
+        keep_for_repeat(true);
       }
+      // --- end on_error=repeat ---
+
       const bool wanted = req_.wants(index);
       const bool done_after = index >= req_.last();
       if (wanted) {
@@ -229,6 +265,7 @@ class Decoder {
     ctx_->thread_count = 1;
     ctx_->thread_type = 0;
     ctx_->apply_cropping = 0;
+    ctx_->max_pixels = int64_t(1) << 26;  // robustness: same cap as the Demuxer's, for sizes changed mid-stream
     if (req_.mvs || req_.residual || req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_MVS;
     if (req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_VIDEO_ENC_PARAMS;
     const int ret = avcodec_open2(ctx_.get(), dm_.decoder(), nullptr);
@@ -247,6 +284,7 @@ class Decoder {
         ++stats_.corrupt_packets;
         if (opt_.on_error == OnError::Raise)
           throw Error(ErrorKind::Corrupt, name(), "decoding failed (" + av_error_string(ret) + ")");
+        if (opt_.on_error == OnError::Repeat) ++owed_;
         if (draining_) return false;
         continue;
       }
@@ -268,13 +306,41 @@ class Decoder {
       if (estimate_) note_epoch(safe);
       if (req_.residual && pkt_->pts != AV_NOPTS_VALUE) ref_by_pts_[pkt_->pts] = reference;
       ret = avcodec_send_packet(ctx_.get(), pkt_.get());
+      ++packets_sent_;
       if (ret < 0 && ret != AVERROR(EAGAIN)) {
         ++stats_.corrupt_packets;
+        if (opt_.on_error == OnError::Repeat) ++owed_;
         if (opt_.on_error == OnError::Raise)
           throw Error(ErrorKind::Corrupt, name(),
                       "packet " + std::to_string(held_index_) + " is damaged (" + av_error_string(ret) + ")");
       }
     }
+  }
+
+  // on_error=repeat: frame_ becomes the last good picture (no motion side data, a P picture, no key flag) with
+  // the given pts (AV_NOPTS_VALUE: the index-based fallback time).
+  void become_repeat(int64_t pts) {
+    av_frame_unref(frame_.get());
+    if (av_frame_ref(frame_.get(), last_good_.get()) < 0)
+      throw Error(ErrorKind::Corrupt, name(), "out of memory while repeating a frame");
+    av_frame_remove_side_data(frame_.get(), AV_FRAME_DATA_MOTION_VECTORS);
+    av_frame_remove_side_data(frame_.get(), AV_FRAME_DATA_VIDEO_ENC_PARAMS);
+    frame_->pts = pts;
+    frame_->best_effort_timestamp = pts;
+    frame_->pict_type = AV_PICTURE_TYPE_P;
+#if LIBAVUTIL_VERSION_INT >= AV_VERSION_INT(58, 7, 100)
+    frame_->flags &= ~AV_FRAME_FLAG_KEY;
+#else
+    frame_->key_frame = 0;
+#endif
+  }
+
+  void keep_for_repeat(bool good) {
+    last_is_good_ = good;
+    if (!last_good_) last_good_.reset(av_frame_alloc());
+    if (!last_good_) return;
+    av_frame_unref(last_good_.get());
+    if (av_frame_ref(last_good_.get(), frame_.get()) < 0) last_good_.reset();
   }
 
   void start_drain() {
@@ -318,7 +384,8 @@ class Decoder {
     const int64_t pts = frame_pts();
     out = FrameOut();
     out.index = index;
-    out.pts_s = pts == AV_NOPTS_VALUE ? std::nan("") : pts * tb_;
+    out.pts_s = pts == AV_NOPTS_VALUE ? start_s_ + static_cast<double>(index) * frame_dur_s_ : pts * tb_;
+    if (!std::isfinite(out.pts_s)) out.pts_s = start_s_ + static_cast<double>(index) * frame_dur_s_;
     out.pict_type = letter;
     out.keyframe = frame_is_key(f);
     Luma8 cur;
@@ -350,7 +417,8 @@ class Decoder {
       uint8_t* mask = nullptr;
       uint8_t* flags = nullptr;
       if (req_.mvs) {
-        std::memcpy(out.mvs.allocate(rows_.size()), rows_.data(), rows_.size() * sizeof(int32_t));
+        int32_t* dst = out.mvs.allocate(rows_.size());
+        if (!rows_.empty()) std::memcpy(dst, rows_.data(), rows_.size() * sizeof(int32_t));  // UBSan: no null src
         mv = out.mv_field.allocate(cells * 4);
         mask = out.intra_mask.allocate(cells);
         flags = out.mv_flags.allocate(cells);
@@ -475,7 +543,10 @@ class Decoder {
   FramePtr frame_;
   SwsHolder sws_, rgb_sws_;
   int rgb_cs_ = -1, rgb_full_ = -1;
-  double tb_ = 0.0;
+  double tb_ = 0.0, frame_dur_s_ = 0.04, start_s_ = 0.0;
+  FramePtr last_good_;                         // on_error=repeat: the last frame that decoded cleanly
+  int64_t owed_ = 0, packets_sent_ = 0;        // on_error=repeat: frames owed for failed packets; packets fed
+  bool last_is_good_ = false;                  // on_error=repeat: last_good_ decoded cleanly (else a stand-in)
   bool held_ = false, demux_eof_ = false, draining_ = false, segment_done_ = false;
   int64_t held_index_ = -1, next_pkt_index_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
   std::deque<Luma8> refs_;
@@ -583,6 +654,7 @@ class ParallelStream : public FrameStream {
       s.frames_decoded += f.frames_decoded;
       s.corrupt_packets += f.corrupt_packets;
       s.corrupt_frames += f.corrupt_frames;
+      s.repeated_frames += f.repeated_frames;
       s.truncated = s.truncated || f.truncated;
     }
     return s;
@@ -593,6 +665,7 @@ class ParallelStream : public FrameStream {
     stats_.frames_decoded += s.frames_decoded;
     stats_.corrupt_packets += s.corrupt_packets;
     stats_.corrupt_frames += s.corrupt_frames;
+    stats_.repeated_frames += s.repeated_frames;
     stats_.truncated = stats_.truncated || s.truncated;
   }
 
@@ -642,6 +715,7 @@ class ParallelStream : public FrameStream {
         s.stats.frames_decoded = after.frames_decoded - before.frames_decoded;
         s.stats.corrupt_packets = after.corrupt_packets - before.corrupt_packets;
         s.stats.corrupt_frames = after.corrupt_frames - before.corrupt_frames;
+        s.stats.repeated_frames = after.repeated_frames - before.repeated_frames;
         s.stats.truncated = after.truncated;
         s.done = true;
       } catch (...) {
@@ -666,6 +740,26 @@ class ParallelStream : public FrameStream {
   StreamStats stats_;
   std::unique_ptr<SequentialStream> fallback_;
 };
+
+// --- robustness: presentation times never go backwards (swapped or damaged packets can reorder pts) ---------
+class MonotonicTimes : public FrameStream {
+ public:
+  explicit MonotonicTimes(std::unique_ptr<FrameStream> inner) : inner_(std::move(inner)) {}
+  bool next(FrameOut& out) override {
+    if (!inner_->next(out)) return false;
+    if (has_last_ && !(out.pts_s >= last_)) out.pts_s = last_;
+    last_ = out.pts_s;
+    has_last_ = true;
+    return true;
+  }
+  StreamStats stats() const override { return inner_->stats(); }
+
+ private:
+  std::unique_ptr<FrameStream> inner_;
+  double last_ = 0.0;
+  bool has_last_ = false;
+};
+// --- end robustness ---
 
 }  // namespace
 
@@ -707,7 +801,9 @@ PacketTable read_packets(const Source& source, const ReaderOptions& options) {
 
 std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptions& options,
                                          const FrameRequest& request) {
-  if (options.num_threads > 1) {
+  // on_error=repeat decodes with one decoder: a closed GOP whose packets all fail has nothing of its own to repeat,
+  // and only the sequential decoder holds the previous GOP's last good frame (same output for any num_threads).
+  if (options.num_threads > 1 && options.on_error != OnError::Repeat) {
     Demuxer dm(source, options.stream_index, options.timeout_s);
     const PacketTable t = read_packet_table(dm, false);
     if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");
@@ -728,11 +824,12 @@ std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptio
           segs[k].expected = (k + 1 < starts.size() ? starts[k + 1] : n) - starts[k];
         }
         const int threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(options.num_threads), segs.size()));
-        return std::make_unique<ParallelStream>(source, options, request, std::move(segs), threads);
+        return std::make_unique<MonotonicTimes>(
+            std::make_unique<ParallelStream>(source, options, request, std::move(segs), threads));
       }
     }
   }
-  return std::make_unique<SequentialStream>(source, options, request);
+  return std::make_unique<MonotonicTimes>(std::make_unique<SequentialStream>(source, options, request));
 }
 
 }  // namespace ov2

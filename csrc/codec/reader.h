@@ -17,6 +17,9 @@
 
 namespace ov2 {
 
+// Skip: damaged packets are skipped (counted); Raise: the first damage raises ov2::Error(Corrupt);
+// Repeat: a packet that fails to decode (or a frame flagged damaged) yields a copy of the last good frame, so the
+// frame count follows the packets (DESIGN §5.10, docs/robustness.md).
 enum class OnError { Skip = 0, Raise = 1, Repeat = 2 };
 
 struct VideoInfo {
@@ -37,7 +40,7 @@ struct ReaderOptions {
   int num_threads = 1;
   OnError on_error = OnError::Skip;
   double timeout_s = 0.0;
-  size_t max_buffer_bytes = size_t(48) << 20;  // decoded-ahead outputs held for re-ordering (parallel decoding)
+  size_t max_buffer_bytes = size_t(16) << 20;  // decoded-ahead outputs held for re-ordering (parallel decoding)
 };
 
 struct FrameRequest {
@@ -95,6 +98,7 @@ struct StreamStats {
   int64_t frames_decoded = 0;
   int64_t corrupt_packets = 0;  // packets the demuxer flagged or the decoder rejected
   int64_t corrupt_frames = 0;   // frames the decoder flagged as damaged
+  int64_t repeated_frames = 0;  // on_error=repeat: outputs that are copies of the last good frame
   bool truncated = false;
   bool parallel = false;        // whether parallel segment decoding was used
   int segments = 1;

@@ -104,6 +104,8 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         const int64_t cell = a * w4 + b, c = a * cw + b;
         const uint8_t fl = mv_flags ? mv_flags[cell] : uint8_t{1};
         const float* v = mv_field + cell * 4;
+        if (!std::isfinite(v[0]) || !std::isfinite(v[1]) || !std::isfinite(v[2]) || !std::isfinite(v[3]))
+          continue;  // a non-finite vector is no vector (the codec core never makes one; direct callers might)
         if (fl & 1u) {
           cx[c] = v[0];
           cy[c] = v[1];

@@ -15,7 +15,7 @@ double percentile_linear(double* v, int64_t n, double q);
 
 // mv_field: [h4, w4, 4] float32 (L0 dx, L0 dy, L1 dx, L1 dy, pixels) or null; mv_flags: [h4, w4] uint8,
 // bit 0 = the cell has an L0 vector, bit 1 = it has an L1 vector, 0 = no vector (intra); null = every cell
-// has L0. Pixel (y, x) reads cell (y/4, x/4); h4 ≥ ceil(height/4), w4 ≥ ceil(width/4).
+// has L0. A cell whose four values are not all finite counts as having no vector. Pixel (y, x) reads cell (y/4, x/4); h4 ≥ ceil(height/4), w4 ≥ ceil(width/4).
 // residual: [height, width] int16 or null (R̄ = 0).
 // S = (M̄ + R̄)/2 with
 //   v = L0 where bit 0, else L1 where bit 1, else none (pixel not valid for M, M̄ = 0);

@@ -87,7 +87,7 @@ def plan_steps(starts: np.ndarray, num_frames: int, fusion: int, max_gops: int, 
         ends = list(range(k + fusion, e, fusion))
         if e - 1 > k and (not ends or ends[-1] != e - 1):
             ends.append(e - 1)
-        refs = [k] + ends[:-1]
+        refs = ([k] + ends[:-1])[: len(ends)]  # a one-frame GOP has no step (and no reference)
         step_end += ends
         step_ref += refs
     ends_a = np.asarray(step_end, dtype=np.int64)
@@ -162,6 +162,8 @@ def tokenize_cope(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
     done = np.zeros(s_end.size, dtype=bool)
     refs: Dict[int, np.ndarray] = {}
     for f in video.frames(indices=wanted, with_luma=False, with_rgb=True, with_mvs=True):
+        if (f.height, f.width) != (h, w):  # damaged stream: a frame of another size is not delivered
+            continue
         if f.index in i_set:
             i_imgs[f.index] = core.tok.resize_bilinear(f.rgb, hc, wc)
             i_ts[f.index] = float(f.pts_s)

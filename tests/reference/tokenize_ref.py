@@ -267,6 +267,9 @@ def saliency64(height, width, mv_field=None, mv_flags=None, residual=None):
         flp = np.repeat(np.repeat(flags, 4, 0), 4, 1)[:height, :width]
         has_l0 = (flp & 1) != 0
         has_l1 = (flp & 2) != 0
+        finite = np.isfinite(mvp).all(axis=-1)  # a non-finite vector counts as no vector
+        has_l0 &= finite
+        has_l1 &= finite
         valid = has_l0 | has_l1
         vx = np.where(has_l0, mvp[..., 0], mvp[..., 2])  # L0, else L1
         vy = np.where(has_l0, mvp[..., 1], mvp[..., 3])

@@ -1,0 +1,254 @@
+"""Atheris fuzzing of ov2 (issue #7): ``make fuzz FUZZ_SECONDS=600 FUZZ_JOBS=2``.
+
+Targets:
+  decode   bytes -> ``open_video(bytes)``: info, packet table, ``frames()`` with every product (luma, RGB, vectors,
+           residual, coding cost) on one or two decoding threads, skip / raise / repeat. Seeded with small valid
+           videos of several codecs and containers. Allowed outcomes: frames, or an ``ov2_tokenizer.errors``
+           exception naming ``<bytes>``.
+  tok      bytes -> ``core.tok`` algorithm entry points (gop_partition, candidate_frames, saliency, block_score,
+           score_frame, resize_area / resize_bilinear, canvas_size, allocate + pack_records + pack_canvases,
+           group_of_time, paste_blocks, percentile) with arrays, shapes and parameters drawn from the input.
+           Allowed outcomes: results, or ValueError / TypeError (bad arguments are rejected, never crash).
+
+Any other exception, a signal (a sanitizer report, a segfault) or a hang is a crash: libFuzzer writes the input to
+``tests/robustness/regressions/`` (decode) or ``tests/robustness/regressions/tok/`` (tok), where the test suite
+replays it. Coverage guidance: atheris instruments the Python layer; the C++ core is not instrumented unless built
+with clang's ``-fsanitize=fuzzer-no-link`` (GCC here), so on this machine the native code is fuzzed by mutation
+with Python-level guidance only.
+
+    python tests/robustness/fuzz.py --seconds 60 --jobs 2          # both targets, parallel processes
+    python tests/robustness/fuzz.py --target decode --seconds 60   # one target in this process
+    python tests/robustness/fuzz.py --replay FILE...               # run inputs once (regression check)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REG = HERE / "regressions"
+REG_TOK = REG / "tok"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def decode_one(data: bytes) -> None:
+    import ov2_tokenizer as ov2
+    from ov2_tokenizer import errors
+
+    if len(data) < 2:
+        return
+    ctl, body = data[0], data[1:]
+    on_error = ("skip", "raise", "repeat")[ctl % 3]
+    threads = 1 + (ctl >> 2) % 2
+    try:
+        r = ov2.open_video(body, num_threads=threads, on_error=on_error, timeout_s=5.0)
+        r.packets()
+        n = 0
+        for f in r.frames(with_rgb=bool(ctl & 0x40), with_mvs=True, with_residual=True, with_coding_cost=True,
+                          rgb_size=(28, 28) if ctl & 0x80 else None):
+            n += 1
+            if f.luma is not None and f.luma.shape != (f.height, f.width):
+                raise AssertionError("luma shape")
+            if n >= 48:
+                break
+    except errors.Ov2Error as e:
+        if e.source != "<bytes>" or isinstance(e, errors.ConfigError):
+            raise AssertionError(f"error does not name the source: {e!r}") from e
+
+
+def tok_one(data: bytes) -> None:
+    import atheris
+    import numpy as np
+
+    from ov2_tokenizer._native import core
+
+    t = core.tok
+    fdp = atheris.FuzzedDataProvider(data)
+    which = fdp.ConsumeIntInRange(0, 11)
+
+    def arr(dtype, n, lo=-1e6, hi=1e6):
+        if np.issubdtype(dtype, np.floating):
+            vals = fdp.ConsumeFloatListInRange(n, lo, hi) if fdp.ConsumeBool() else fdp.ConsumeFloatList(n)
+            a = np.asarray(vals + [0.0] * (n - len(vals)), dtype=dtype)
+            if n and fdp.ConsumeBool():
+                a[fdp.ConsumeIntInRange(0, n - 1)] = [np.nan, np.inf, -np.inf][fdp.ConsumeIntInRange(0, 2)]
+            return a
+        info = np.iinfo(dtype)
+        vals = fdp.ConsumeIntListInRange(n, max(int(lo), info.min), min(int(hi), info.max))
+        return np.asarray(vals + [0] * (n - len(vals)), dtype=dtype)
+
+    small = lambda hi=64: fdp.ConsumeIntInRange(-2, hi)  # noqa: E731 - sizes may be invalid on purpose
+    try:
+        if which == 0:
+            n = fdp.ConsumeIntInRange(0, 200)
+            t.gop_partition(np.sort(arr(np.float64, n, 0, 100)) if fdp.ConsumeBool() else arr(np.float64, n),
+                            arr(np.int64, n, -10, 1 << 20), arr(np.uint8, n, 0, 255) if fdp.ConsumeBool() else None,
+                            arr(np.uint8, n, 0, 1).astype(bool) if fdp.ConsumeBool() else None,
+                            k_tar=small(40), duration_s=fdp.ConsumeFloatInRange(-5, 200),
+                            t0=fdp.ConsumeFloatInRange(-10, 10), delta=fdp.ConsumeFloatInRange(-1, 5),
+                            t_min=fdp.ConsumeFloatInRange(-1, 10), t_max=fdp.ConsumeFloatInRange(-1, 20),
+                            radius=small(10), energy=["linear", "log1p", "x"][fdp.ConsumeIntInRange(0, 2)])
+        elif which == 1:
+            n = fdp.ConsumeIntInRange(0, 300)
+            t.candidate_frames(arr(np.float64, n), small(400))
+        elif which in (2, 3):
+            h, w = small(80), small(80)
+            h4, w4 = (max(h, 0) + 3) // 4 + fdp.ConsumeIntInRange(-1, 1), (max(w, 0) + 3) // 4 + fdp.ConsumeIntInRange(-1, 1)
+            mv = arr(np.float32, max(0, h4 * w4 * 4), -500, 500).reshape(max(0, h4), max(0, w4), 4) if h4 > 0 and w4 > 0 and fdp.ConsumeBool() else None
+            fl = arr(np.uint8, max(0, h4 * w4), 0, 3).reshape(max(0, h4), max(0, w4)) if mv is not None and fdp.ConsumeBool() else None
+            rh, rw = h + fdp.ConsumeIntInRange(-1, 1), w + fdp.ConsumeIntInRange(-1, 1)
+            res = arr(np.int16, max(0, rh * rw), -255, 255).reshape(max(0, rh), max(0, rw)) if rh > 0 and rw > 0 and fdp.ConsumeBool() else None
+            if which == 2:
+                t.saliency(h, w, mv, fl, res, fdp.ConsumeBool())
+            else:
+                ch, cw = small(120), small(120)
+                cost = arr(np.float32, max(0, h4 * w4), 0, 1).reshape(max(0, h4), max(0, w4)) if h4 > 0 and w4 > 0 and fdp.ConsumeBool() else None
+                t.score_frame(ch, cw, h, w, mv, fl, res, cost, fdp.ConsumeBool(), small(16), small(4),
+                              fdp.ConsumeFloatInRange(-2, 2))
+        elif which == 4:
+            h, w = small(60), small(60)
+            s = arr(np.float32, max(0, h * w), -10, 10).reshape(max(0, h), max(0, w))
+            cost = s.copy() if fdp.ConsumeBool() else None
+            valid = [small(60) for _ in range(4)] if fdp.ConsumeBool() else None
+            t.block_score(s, cost, small(16), small(4), fdp.ConsumeFloatInRange(-2, 2), valid)
+        elif which == 5:
+            h, w = small(50), small(50)
+            x = arr(np.float32, max(0, h * w), -10, 10).reshape(max(0, h), max(0, w))
+            t.resize_area(x, small(100), small(100))
+        elif which == 6:
+            h, w = small(40), small(40)
+            img = arr(np.uint8, max(0, h * w * 3), 0, 255).reshape(max(0, h), max(0, w), 3)
+            t.resize_bilinear(img, small(100), small(100))
+        elif which == 7:
+            t.canvas_size(fdp.ConsumeIntInRange(-5, 1 << 20), fdp.ConsumeIntInRange(-5, 1 << 20), small(32), small(4),
+                          fdp.ConsumeIntInRange(-5, 1 << 22), fdp.ConsumeIntInRange(-5, 1 << 24))
+        elif which in (8, 9):
+            g = fdp.ConsumeIntInRange(0, 12)
+            start = np.sort(arr(np.int64, g, 0, 50))
+            end = start + arr(np.int64, g, -1, 10)
+            cost = arr(np.float64, g, -5, 1e6)
+            n = fdp.ConsumeIntInRange(0, 40)
+            cand_t = np.sort(arr(np.float64, n, 0, 30)) if fdp.ConsumeBool() else arr(np.float64, n, -5, 30)
+            nb = fdp.ConsumeIntInRange(0, 4)
+            sc = arr(np.float32, n * nb * nb, -1, 5).reshape(n, nb, nb)
+            plan = t.allocate(start, end, cost, cand_t, sc, max_canvases=small(40), lam=fdp.ConsumeFloatInRange(-1, 2),
+                              alpha_peak=fdp.ConsumeFloatInRange(-1, 2), anchor=["first", "center"][fdp.ConsumeIntInRange(0, 1)],
+                              delta=fdp.ConsumeFloatInRange(0.01, 2))
+            p, m = 2, 1
+            hc, wc = nb * p * m, nb * p * m
+            if which == 9 and hc > 0:
+                t.pack_records(plan, np.arange(n, dtype=np.int32), cand_t, hc, wc, p, m)
+                frames = arr(np.uint8, n * hc * wc * 3, 0, 255).reshape(n, hc, wc, 3)
+                t.pack_canvases(plan, frames, p, m)
+            elif which == 8:
+                t.group_of_time(cand_t, start, end, fdp.ConsumeFloatInRange(-5, 5), fdp.ConsumeFloatInRange(-1, 2))
+        elif which == 10:
+            h, w, b = small(32), small(32), small(8)
+            canvas = np.zeros((max(0, h), max(0, w), 3), np.uint8)
+            frame = arr(np.uint8, max(0, h * w * 3), 0, 255).reshape(max(0, h), max(0, w), 3)
+            k = fdp.ConsumeIntInRange(0, 8)
+            t.paste_blocks(canvas, frame, arr(np.int64, k * 2, -3, 10).reshape(k, 2), arr(np.int64, k * 2, -3, 10).reshape(k, 2), b)
+        else:
+            t.percentile(arr(np.float64, fdp.ConsumeIntInRange(0, 100)), fdp.ConsumeFloatInRange(-50, 150))
+    except (ValueError, TypeError):
+        pass
+
+
+TARGETS = {"decode": decode_one, "tok": tok_one}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def write_seeds(d: Path) -> None:
+    sys.path.insert(0, str(HERE))
+    import corpus
+
+    d.mkdir(parents=True, exist_ok=True)
+    specs = [("a.mp4", {}), ("b.avi", dict(codec="mpeg4")), ("c.mkv", dict(codec="libx265", frames=6, options={"x265-params": "log-level=none"})),
+             ("d.webm", dict(codec="libvpx-vp9", frames=6, options={"deadline": "realtime"})),
+             ("e.ts", {}), ("f.h264", dict(fmt="h264")), ("g.mpg", dict(codec="mpeg2video", fmt="vob"))]
+    for name, kw in specs:
+        p = d / ("_" + name)
+        try:
+            corpus.encode(p, size=(64, 96), frames=kw.pop("frames", 8), **kw)
+        except Exception:  # noqa: BLE001 - an encoder missing here
+            continue
+        for ctl in (0, 1, 2, 0x45):
+            (d / f"{ctl:02x}_{name}").write_bytes(bytes([ctl]) + p.read_bytes())
+        p.unlink()
+
+
+def run_target(target: str, seconds: int, workdir: Path) -> int:
+    import atheris
+
+    with atheris.instrument_imports():
+        import ov2_tokenizer  # noqa: F401
+        from ov2_tokenizer import video  # noqa: F401
+    art = (REG_TOK if target == "tok" else REG)
+    art.mkdir(parents=True, exist_ok=True)
+    args = [sys.argv[0], f"-max_total_time={seconds}", "-print_final_stats=1", "-timeout=30", "-rss_limit_mb=4096",
+            f"-artifact_prefix={art}/fuzz_{target}_", "-max_len=65536" if target == "decode" else "-max_len=4096"]
+    corpus_dir = workdir / f"corpus_{target}"
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    if target == "decode" and not any(corpus_dir.iterdir()):
+        write_seeds(corpus_dir)
+    args.append(str(corpus_dir))
+    atheris.Setup(args, TARGETS[target])
+    atheris.Fuzz()
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--target", choices=sorted(TARGETS))
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "ov2_fuzz"))
+    ap.add_argument("--replay", nargs="*")
+    a = ap.parse_args()
+    if a.replay is not None:
+        for f in a.replay:
+            target = "tok" if Path(f).parent.name == "tok" else "decode"
+            TARGETS[target](Path(f).read_bytes())
+            print(f"replayed {f}: ok")
+        return 0
+    if a.target:
+        sys.argv = [sys.argv[0]]
+        return run_target(a.target, a.seconds, Path(a.workdir))
+    # parent: one process per job, targets alternating; sum libFuzzer's final stats
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(HERE.parents[1] / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    t0 = time.time()
+    procs = []
+    for j in range(a.jobs):
+        target = ("decode", "tok")[j % 2]
+        wd = Path(a.workdir) / f"job{j}"
+        wd.parent.mkdir(parents=True, exist_ok=True)
+        log = open(wd.with_suffix(".log"), "w")
+        procs.append((target, subprocess.Popen([sys.executable, __file__, "--target", target, "--seconds", str(a.seconds),
+                                                "--workdir", str(wd)], env=env, stdout=log, stderr=subprocess.STDOUT),
+                      wd.with_suffix(".log")))
+    total, crashes = 0, 0
+    for target, p, logp in procs:
+        rc = p.wait()
+        text = Path(logp).read_text(errors="replace")
+        m = re.findall(r"stat::number_of_executed_units:\s*(\d+)", text)
+        execs = int(m[-1]) if m else 0
+        total += execs
+        crashed = rc != 0
+        crashes += crashed
+        print(f"{target}: {execs} executions in {a.seconds} s, exit {rc}" + (" (CRASH: see log " + str(logp) + ")" if crashed else ""))
+        if crashed:
+            print(text[-4000:])
+    print(f"fuzz total: {total} executions, {crashes} crashing jobs, {time.time() - t0:.0f} s wall, "
+          f"{a.jobs} jobs on {os.cpu_count()} CPUs")
+    return 1 if crashes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
