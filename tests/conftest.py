@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_VIDEOS = REPO_ROOT.parent / "shared" / "videos"
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ov2_testing import SHARED_VIDEOS, VIDEO_SUFFIXES, shared_video_paths  # noqa: E402,F401
 
 if str(REPO_ROOT / "src") not in sys.path:  # allow running without PYTHONPATH=src
     sys.path.insert(0, str(REPO_ROOT / "src"))
@@ -38,12 +39,6 @@ def _enable_triton_interpreter() -> None:
 
 _enable_triton_interpreter()
 
-
-def shared_video_paths() -> list[Path]:
-    """The videos of ``../shared/videos`` (empty when the directory is absent); usable at collection time."""
-    if not SHARED_VIDEOS.is_dir():
-        return []
-    return sorted(p for p in SHARED_VIDEOS.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
 
 
 @pytest.fixture(scope="session")

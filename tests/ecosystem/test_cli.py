@@ -14,7 +14,7 @@ from ov2_tokenizer.tokens import VisualTokens
 from ov2_tokenizer.video import MV_COLUMNS
 
 from _eco_util import moving_clip, png_size
-from conftest import shared_video_paths
+from ov2_testing import shared_video_paths
 
 
 @pytest.fixture(scope="module")

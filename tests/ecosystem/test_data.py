@@ -12,7 +12,7 @@ from ov2_tokenizer.data import TokenFailure, TokenJob, VideoTokenDataset, collat
 from ov2_tokenizer.errors import ConfigError, Ov2Error, VideoOpenError
 
 from _eco_util import SMALL, RssDataset, batch_signature, generated_clips, shared_fast
-from conftest import shared_video_paths
+from ov2_testing import shared_video_paths
 
 
 @pytest.fixture(scope="module")

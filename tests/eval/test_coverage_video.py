@@ -13,13 +13,7 @@ from ov2_model.eval.cli import register  # noqa: E402
 from ov2_model.eval.coverage_video import bitcost_peak_events, coverage_report, read_events  # noqa: E402
 from ov2_model.eval.synthetic import SyntheticSpec, generate_video  # noqa: E402
 
-from pathlib import Path  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "videos"
-
-
-def shared_video_paths() -> list[Path]:
-    return sorted(p for p in SHARED.glob("*") if p.suffix in (".mp4", ".mkv")) if SHARED.is_dir() else []
+from ov2_testing import shared_video_paths  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,16 @@
+"""Helpers shared by every test directory, importable as ``ov2_testing`` (tests/ is on sys.path once the root
+conftest is loaded; a plain module name avoids the clash between the several ``conftest`` modules)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = REPO_ROOT.parent / "shared" / "videos"
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
+def shared_video_paths() -> list[Path]:
+    """The videos of ``../shared/videos`` (empty when the directory is absent); usable at collection time."""
+    if not SHARED_VIDEOS.is_dir():
+        return []
+    return sorted(p for p in SHARED_VIDEOS.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
