@@ -33,6 +33,7 @@ $(VENV)/.deps: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q numpy "pybind11>=2.12" "scikit-build-core>=0.10" "transformers>=4.56" "safetensors>=0.4" \
 	    "pytest>=7" "hypothesis>=6" "av>=12" psutil tqdm "matplotlib>=3.5"
 	-$(PIP) install -q "triton>=3.0"
+	-$(PIP) install -q atheris  # fuzz targets and their kept crash inputs (tests/robustness/test_fuzz.py)
 	@touch $@
 
 build: $(VENV)/.built
