@@ -13,15 +13,10 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-SHARED_VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "videos"
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+import sys
 
-
-def shared_video_paths() -> list[Path]:
-    """The videos of ``<repo>/../shared/videos`` (empty when absent); usable at collection time."""
-    if not SHARED_VIDEOS.is_dir():
-        return []
-    return sorted(p for p in SHARED_VIDEOS.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ov2_testing import SHARED_VIDEOS, VIDEO_SUFFIXES, shared_video_paths  # noqa: E402,F401
 
 MV_FIELDS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
 
