@@ -94,9 +94,22 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
   mbar.clear();
   if (mv_field) {
     require(h4 >= ch && w4 >= cw, "saliency: mv_field grid smaller than ceil(frame/4)");
-    std::vector<double> cx(static_cast<size_t>(ch * cw)), cy(static_cast<size_t>(ch * cw));
-    std::vector<uint8_t> valid(static_cast<size_t>(ch * cw), 0);
-    Weighted wx, wy;
+    const size_t ncell = static_cast<size_t>(ch * cw);
+    thread_local std::vector<double> cx, cy;
+    thread_local std::vector<int32_t> wt;  // pixels of the cell (16 inside, fewer on the right/bottom edge)
+    thread_local std::vector<uint8_t> valid;
+    cx.resize(ncell);
+    cy.resize(ncell);
+    wt.resize(ncell);
+    valid.assign(ncell, 0);
+    double* const pcx = cx.data();
+    double* const pcy = cy.data();
+    int32_t* const pwt = wt.data();
+    uint8_t* const pvalid = valid.data();
+    // Exact integer fast path: codec vectors are multiples of 1/4 (H.264), 1/2 (MPEG-4) or 1 pixel (estimated),
+    // so on a 1/8 grid every order statistic below is an integer selection. Off the grid: weighted quickselect.
+    bool grid = true;
+    int64_t nvalid = 0;
     for (int64_t a = 0; a < ch; ++a) {
       const int64_t py = std::min<int64_t>(4, height - 4 * a);
       for (int64_t b = 0; b < cw; ++b) {
@@ -107,41 +120,137 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         if (!std::isfinite(v[0]) || !std::isfinite(v[1]) || !std::isfinite(v[2]) || !std::isfinite(v[3]))
           continue;  // a non-finite vector is no vector (the codec core never makes one; direct callers might)
         if (fl & 1u) {
-          cx[c] = v[0];
-          cy[c] = v[1];
+          pcx[c] = v[0];
+          pcy[c] = v[1];
         } else if (fl & 2u) {
-          cx[c] = v[2];
-          cy[c] = v[3];
+          pcx[c] = v[2];
+          pcy[c] = v[3];
         } else {
           continue;
         }
-        valid[c] = 1;
-        wx.items.emplace_back(cx[c], py * px);
-        wy.items.emplace_back(cy[c], py * px);
+        pvalid[c] = 1;
+        pwt[c] = static_cast<int32_t>(py * px);
+        ++nvalid;
+        const double gx = pcx[c] * 8.0, gy = pcy[c] * 8.0;
+        if (grid && !(gx == std::floor(gx) && gy == std::floor(gy) && std::fabs(gx) < 65536.0 && std::fabs(gy) < 65536.0))
+          grid = false;
       }
     }
-    if (!wx.items.empty()) {
-      wx.finish();
-      wy.finish();
-      const double mx = wx.median(), my = wy.median();
-      std::vector<double> mag(static_cast<size_t>(ch * cw), 0.0);
-      Weighted wm;
-      for (int64_t a = 0; a < ch; ++a) {
-        const int64_t py = std::min<int64_t>(4, height - 4 * a);
-        for (int64_t b = 0; b < cw; ++b) {
-          const int64_t c = a * cw + b;
-          if (!valid[c]) continue;
-          const int64_t px = std::min<int64_t>(4, width - 4 * b);
-          const double dx = cx[c] - mx, dy = cy[c] - my;
-          mag[c] = std::sqrt(dx * dx + dy * dy);
-          wm.items.emplace_back(mag[c], py * px);
+    if (nvalid > 0) {
+      thread_local std::vector<double> mag;
+      mag.assign(ncell, 0.0);
+      double* const pmag = mag.data();
+      double den = 1e-6;
+      if (grid) {
+        // medians of x and y through weighted histograms on the 1/8 grid, sized to the range of values
+        int64_t x0 = INT64_MAX, x1 = INT64_MIN, y0 = INT64_MAX, y1 = INT64_MIN;
+        for (size_t c = 0; c < ncell; ++c) {
+          if (!pvalid[c]) continue;
+          const int64_t gx = static_cast<int64_t>(pcx[c] * 8.0), gy = static_cast<int64_t>(pcy[c] * 8.0);
+          x0 = std::min(x0, gx);
+          x1 = std::max(x1, gx);
+          y0 = std::min(y0, gy);
+          y1 = std::max(y1, gy);
         }
+        thread_local std::vector<int64_t> hx, hy;
+        hx.assign(static_cast<size_t>(x1 - x0 + 1), 0);
+        hy.assign(static_cast<size_t>(y1 - y0 + 1), 0);
+        int64_t total = 0;
+        for (size_t c = 0; c < ncell; ++c) {
+          if (!pvalid[c]) continue;
+          hx[static_cast<size_t>(static_cast<int64_t>(pcx[c] * 8.0) - x0)] += pwt[c];
+          hy[static_cast<size_t>(static_cast<int64_t>(pcy[c] * 8.0) - y0)] += pwt[c];
+          total += pwt[c];
+        }
+        auto kth_hist = [](const std::vector<int64_t>& h, int64_t base, int64_t k) {
+          int64_t cum = 0;
+          for (size_t i = 0; i < h.size(); ++i) {
+            cum += h[i];
+            if (k < cum) return static_cast<double>(static_cast<int64_t>(i) + base) / 8.0;
+          }
+          return static_cast<double>(static_cast<int64_t>(h.size()) - 1 + base) / 8.0;
+        };
+        auto median = [&](const std::vector<int64_t>& h, int64_t base) {  // numpy's median
+          const int64_t mid = total / 2;
+          const double upper = kth_hist(h, base, mid);
+          if (total % 2 == 1) return upper;
+          return (kth_hist(h, base, mid - 1) + upper) / 2.0;
+        };
+        const double mx = median(hx, x0), my = median(hy, y0);
+        // |v − median|² is exact in double and a multiple of 1/256: select on the integer 256·|v − median|²
+        thread_local std::vector<int64_t> key;
+        key.resize(ncell);
+        int64_t* const pkey = key.data();
+        int64_t kmax = 0;
+        for (size_t c = 0; c < ncell; ++c) {
+          if (!pvalid[c]) continue;
+          const double dx = pcx[c] - mx, dy = pcy[c] - my;
+          const double m2 = dx * dx + dy * dy;
+          pmag[c] = std::sqrt(m2);
+          pkey[c] = static_cast<int64_t>(m2 * 256.0);
+          kmax = std::max(kmax, pkey[c]);
+        }
+        int shift = 0;
+        while ((kmax >> shift) >= (int64_t{1} << 16)) ++shift;
+        thread_local std::vector<int64_t> hb;
+        hb.assign((static_cast<size_t>(kmax) >> shift) + 1, 0);
+        for (size_t c = 0; c < ncell; ++c)
+          if (pvalid[c]) hb[static_cast<size_t>(pkey[c] >> shift)] += pwt[c];
+        // k-th smallest (0-based) pixel value of 256·|v − median|²: the bucket by histogram, then exactly within it
+        auto kth_key = [&](int64_t k) -> int64_t {
+          int64_t cum = 0;
+          size_t bkt = hb.size() - 1;
+          for (size_t i = 0; i < hb.size(); ++i) {
+            if (k < cum + hb[i]) {
+              bkt = i;
+              break;
+            }
+            cum += hb[i];
+          }
+          if (shift == 0) return static_cast<int64_t>(bkt);
+          std::vector<std::pair<int64_t, int64_t>> in;
+          for (size_t c = 0; c < ncell; ++c)
+            if (pvalid[c] && static_cast<size_t>(pkey[c] >> shift) == bkt) in.emplace_back(pkey[c], pwt[c]);
+          std::sort(in.begin(), in.end());
+          for (const auto& e : in) {
+            cum += e.second;
+            if (k < cum) return e.first;
+          }
+          return in.empty() ? 0 : in.back().first;
+        };
+        const double pos = (95.0 / 100.0) * static_cast<double>(total - 1);
+        int64_t lo = static_cast<int64_t>(std::floor(pos));
+        lo = std::min(std::max<int64_t>(lo, 0), total - 1);
+        const int64_t hi = std::min(lo + 1, total - 1);
+        const double a = std::sqrt(static_cast<double>(kth_key(lo)) / 256.0);
+        const double b = std::sqrt(static_cast<double>(kth_key(hi)) / 256.0);
+        den = std::max(a + (b - a) * (pos - static_cast<double>(lo)), 1e-6);
+      } else {
+        Weighted wx, wy;
+        wx.items.reserve(static_cast<size_t>(nvalid));
+        wy.items.reserve(static_cast<size_t>(nvalid));
+        for (size_t c = 0; c < ncell; ++c) {
+          if (!pvalid[c]) continue;
+          wx.items.emplace_back(pcx[c], pwt[c]);
+          wy.items.emplace_back(pcy[c], pwt[c]);
+        }
+        wx.finish();
+        wy.finish();
+        const double mx = wx.median(), my = wy.median();
+        Weighted wm;
+        wm.items.reserve(static_cast<size_t>(nvalid));
+        for (size_t c = 0; c < ncell; ++c) {
+          if (!pvalid[c]) continue;
+          const double dx = pcx[c] - mx, dy = pcy[c] - my;
+          pmag[c] = std::sqrt(dx * dx + dy * dy);
+          wm.items.emplace_back(pmag[c], pwt[c]);
+        }
+        wm.finish();
+        den = std::max(wm.percentile(95.0), 1e-6);
       }
-      wm.finish();
-      const double den = std::max(wm.percentile(95.0), 1e-6);
-      mbar.assign(static_cast<size_t>(ch * cw), 0.0);
-      for (int64_t c = 0; c < ch * cw; ++c) {
-        if (valid[c]) mbar[c] = std::min(1.0, mag[c] / den);
+      mbar.assign(ncell, 0.0);
+      for (size_t c = 0; c < ncell; ++c) {
+        if (pvalid[c]) mbar[c] = std::min(1.0, pmag[c] / den);
       }
     }
   }

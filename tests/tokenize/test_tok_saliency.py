@@ -20,7 +20,13 @@ def frame_signals(draw):
         mv = np.empty((h4, w4, 4), np.float32)
         mv[..., 0:2] = pan + rng.normal(0, draw(st.sampled_from([0.0, 0.25, 3.0])), (h4, w4, 2))
         mv[..., 2:4] = rng.normal(0, 2, (h4, w4, 2))
-        mv = np.round(mv * 4) / 4  # quarter-pel values: many exact ties for the median / percentile
+        # Codec grids (1/4, 1/2, 1 px: many exact ties; the C++ selects on integers there), a grid finer than
+        # 1/8 and raw floats (both take the C++'s general weighted-quickselect path), and huge vectors.
+        q = draw(st.sampled_from([4, 4, 2, 1, 16, None]))
+        if q is not None:
+            mv = np.round(mv * q) / q
+        if draw(st.integers(0, 9)) == 0:
+            mv[..., 0] += draw(st.sampled_from([8191.75, -8192.0, 9000.5]))
         mode = draw(st.sampled_from(["none", "l0", "mixed", "all_intra"]))
         if mode == "l0":
             flags = np.ones((h4, w4), np.uint8)
