@@ -154,3 +154,36 @@ def test_event_coverage_codec_stream_vs_frames(burst_clip):
     assert cs.num_tokens == fr.num_tokens
     share_cs, share_fr = _share_near_bursts(cs), _share_near_bursts(fr)
     assert share_cs >= 2 * share_fr, (share_cs, share_fr)
+
+
+@pytest.mark.parametrize("accumulate", ["none", "interval"])
+def test_group_by_group_packing_equals_keep_all(sample, monkeypatch, accumulate):
+    """codec_stream packs each group's canvases as the group closes; the result equals the pass that keeps every
+    candidate picture and packs at the end (forced here), for both accumulate modes."""
+    from ov2_tokenizer import codec_stream as cs
+
+    cfg = ov2.TokenizerConfig(num_frames=64, max_canvases=12, accumulate=accumulate)
+    streamed = ov2.tokenize_video(sample, config=cfg)
+    assert streamed.meta["decode_passes"] == 1
+    assert len(streamed.groups["start_s"]) >= 2
+    real = cs._decode
+
+    def keep_all_only(*args, keep_all):
+        return real(*args, keep_all=True)
+
+    monkeypatch.setattr(cs, "_decode", keep_all_only)
+    kept = ov2.tokenize_video(sample, config=cfg)
+    assert kept.equal(streamed)
+
+
+def test_group_by_group_packing_falls_back_on_missing_candidates(tmp_path):
+    """A file cut short whose header (moov first) still lists every frame: candidates are missing, the planned
+    layout is void, and a second pass keeps every candidate picture; the output is a valid token set."""
+    bg = texture(96, 128, seed=3)
+    path = encode_video(tmp_path / "cut.mp4", 120, lambda i: np.roll(bg, 2 * i, axis=1), fps=FPS,
+                        options={"g": "30"}, container_options={"movflags": "faststart"})
+    data = path.read_bytes()
+    vt = ov2.tokenize_video(data[: len(data) * 2 // 3], config=ov2.TokenizerConfig(num_frames=64, max_canvases=8))
+    assert vt.meta["decode_passes"] == 2
+    assert 2 <= vt.num_canvases <= 8
+    assert int(vt.frame.max()) >= 0
