@@ -81,10 +81,10 @@ def _worker(method: str, path: str, threads: int) -> dict:
         base = _rss_mb()
         t0 = time.perf_counter()
         with av.open(path) as c:
-            n = sum(1 for p in c.demux(video=0) if p.size)
+            n = sum(1 for p in c.demux(c.streams.best("video") or c.streams.video[0]) if p.size)
         want = set(np.linspace(0, n - 1, 64).round().astype(int).tolist())
         with av.open(path) as c:
-            s = c.streams.video[0]
+            s = c.streams.best("video") or c.streams.video[0]
             s.thread_type = "AUTO" if threads > 1 else "SLICE"
             s.thread_count = threads
             for i, f in enumerate(c.decode(s)):

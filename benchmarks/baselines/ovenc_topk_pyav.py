@@ -111,7 +111,7 @@ def run(path: str, threads: Optional[int] = None) -> Dict[str, object]:
     slot_frames int64 [64], timings."""
     t0 = time.perf_counter()
     with av.open(str(path)) as c:
-        st = c.streams.video[0]
+        st = c.streams.best("video") or c.streams.video[0]
         n = int(st.frames or 0)
         if n <= 0:
             n = sum(1 for p in c.demux(st) if p.size)
@@ -121,7 +121,7 @@ def run(path: str, threads: Optional[int] = None) -> Dict[str, object]:
     squares: Dict[int, np.ndarray] = {}
     g = SIZE // PATCH
     with av.open(str(path)) as c:
-        st = c.streams.video[0]
+        st = c.streams.best("video") or c.streams.video[0]
         st.thread_type = "AUTO"
         if threads:
             st.thread_count = int(threads)
