@@ -353,36 +353,42 @@ def generate_reply(
     template: Optional[ChatTemplate] = None,
     max_new_tokens: int = 128,
     groups: str = "explicit",
+    cope_size: Optional[Sequence[int]] = None,
     **generate_kwargs: Any,
 ) -> ChatReply:
     """Answer ``question`` about ``visual_tokens`` (``VisualTokens``-like objects) with greedy ``generate``.
 
-    Time to first token covers the prompt building, the vision encoder and the prefill; it is measured with a
-    streamer, so it is the moment the first new token exists."""
+    ``model`` may be a :class:`~ov2_model.delta.CopeVideoLM`, which also answers from ``cope``-mode inputs (I-frame
+    tokens and Δ-tokens interleaved; ``cope_size`` resizes the Δ-inputs). Time to first token covers the prompt
+    building, the vision encoder (and Δ-encoder) and the prefill; it is measured with a streamer, so it is the
+    moment the first new token exists."""
     import time
 
     from transformers.generation.streamers import BaseStreamer
 
-    from .inputs import visual_tokens_to_inputs
+    from .delta import cope_layout, is_cope_tokens
+    from .train import build_visual_inputs
 
     template = template or ChatTemplate()
     t0 = time.perf_counter()
     m = int(model.config.vision_config.spatial_merge_size)
-    layouts = [layout_from_visual_tokens(v, m) for v in visual_tokens]
+    copes = [v for v in visual_tokens if is_cope_tokens(v)]
+    if copes and not hasattr(model, "delta"):
+        raise ValueError("cope-mode inputs need a CopeVideoLM (a model directory with delta_encoder.safetensors)")
+    layouts = [cope_layout(v, model.delta.config.num_tokens, m) if is_cope_tokens(v)
+               else layout_from_visual_tokens(v, m) for v in visual_tokens]
     enc = template.encode(tokenizer, [{"role": "user", "content": question}], layouts, add_generation_prompt=True)
     device = next(model.parameters()).device
     ids = torch.tensor([enc.input_ids], device=device)
-    kwargs: dict[str, Any] = {}
-    positions = []
-    for modality in ("image", "video"):
-        items = [v for v, lay in zip(visual_tokens, layouts) if lay.modality == modality]
-        if items:
-            vi = visual_tokens_to_inputs(items, m, groups=groups).to(device)
-            kw = vi.model_kwargs()
-            positions.append(kw.pop("patch_positions"))
-            kwargs.update(kw)
-    if positions:
-        kwargs["patch_positions"] = torch.cat(positions)
+    images = [v for v, lay in zip(visual_tokens, layouts) if lay.modality == "image"]
+    videos = [v for v, lay in zip(visual_tokens, layouts) if lay.modality == "video" and not is_cope_tokens(v)]
+    order = [is_cope_tokens(v) for v, lay in zip(visual_tokens, layouts) if lay.modality == "video"]
+    kwargs, _ = build_visual_inputs(images, videos, copes, order, m, groups, cope_size)
+
+    def _dev(v: Any) -> Any:
+        return v.to(device) if isinstance(v, torch.Tensor) else [x.to(device) for x in v]
+
+    kwargs = {k: _dev(v) for k, v in kwargs.items()}
 
     class _Timer(BaseStreamer):
         def __init__(self) -> None:

@@ -1,13 +1,14 @@
 """``ov2 train`` and ``ov2 chat``: plug-in of the ``ov2`` command line (entry point group ``ov2.cli``)::
 
     ov2 train CONFIG.yaml [--set key=value ...]          # torchrun --nproc-per-node N -m ... for DDP / FSDP
-    ov2 chat VIDEO_OR_IMAGE "question" --model DIR [--mode codec_stream|frames|image] [--budget 32]
+    ov2 chat VIDEO_OR_IMAGE "question" --model DIR [--mode codec_stream|frames|image|cope] [--budget 32]
              [--compare] [--max-new-tokens 128] [--device cpu|cuda] [--json]
 
 ``ov2 chat`` tokenizes the input with ``ov2_tokenizer`` (codec_stream by default; ``--mode frames`` for
 uniform frames; images are recognised by extension), answers with greedy decoding and reports the visual
 token count, the tokenization time, the time to first token and the decode speed. ``--compare`` runs
-codec_stream and frames at the same budget (``max_canvases`` = ``num_frames`` = ``--budget``).
+codec_stream and frames at the same budget (``max_canvases`` = ``num_frames`` = ``--budget``). ``--mode cope``
+answers from I-frame tokens and Δ-tokens with a CoPE checkpoint (``ov2 train`` with a ``cope`` config).
 """
 from __future__ import annotations
 
@@ -38,10 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("input", help="video or image file")
     c.add_argument("question")
     c.add_argument("--model", required=True, help="model directory (released layout, with its tokenizer)")
-    c.add_argument("--mode", default="codec_stream", choices=["codec_stream", "frames", "image"])
+    c.add_argument("--mode", default="codec_stream", choices=["codec_stream", "frames", "image", "cope"],
+                   help="cope: I-frames + Δ-tokens (needs a model directory with delta_encoder.safetensors)")
     c.add_argument("--budget", type=int, default=None,
                    help="max_canvases for codec_stream and num_frames for frames (default: tokenizer defaults)")
     c.add_argument("--compare", action="store_true", help="answer with codec_stream and frames at one budget")
+    c.add_argument("--min-pixels", type=int, default=None, help="tokenizer min_pixels per canvas")
+    c.add_argument("--max-pixels", type=int, default=None, help="tokenizer max_pixels per canvas")
     c.add_argument("--max-new-tokens", type=int, default=128)
     c.add_argument("--device", default="cuda" if _cuda() else "cpu")
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
@@ -73,17 +77,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tokenize(path: str, mode: str, budget: int | None) -> Any:
-    import ov2_tokenizer as ov2  # noqa: PLC0415 - only this command needs the tokenizer
-
-    overrides: dict[str, int] = {}
-    if budget is not None:
-        overrides = {"max_canvases": budget} if mode == "codec_stream" else ({"num_frames": budget}
-                                                                              if mode == "frames" else {})
+def _tokenize(path: str, mode: str, budget: int | None, pixels: dict | None = None) -> Any:
     import os
 
+    import ov2_tokenizer as ov2  # noqa: PLC0415 - only this command needs the tokenizer
+
+    overrides: dict[str, int] = {k: v for k, v in (pixels or {}).items() if v is not None}
+    if budget is not None:
+        overrides.update({"max_canvases": budget} if mode in ("codec_stream", "cope") else (
+            {"num_frames": budget} if mode == "frames" else {}))
     if mode == "image" or os.path.splitext(path)[1].lower() in _IMAGE_EXT:
-        return ov2.tokenize_image(path)
+        return ov2.tokenize_image(path, **overrides)
     return ov2.tokenize_video(path, mode=mode, **overrides)
 
 
@@ -93,17 +97,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from .chat import ChatTemplate, generate_reply
-    from .modeling_llava_onevision2 import LlavaOnevision2ForConditionalGeneration
+    from .train import load_cope_model
 
     dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     kw = {"dtype": dtype} if dtype is not None else {}
-    model = LlavaOnevision2ForConditionalGeneration.from_pretrained(args.model, **kw).to(args.device).eval()
+    model = load_cope_model(args.model, **kw).to(args.device).eval()  # + Δ-encoder when the directory has one
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     template = ChatTemplate(system_prompt=args.system or None)
     modes = ["codec_stream", "frames"] if args.compare else [args.mode]
     for mode in modes:
         t0 = time.perf_counter()
-        vt = _tokenize(args.input, mode, args.budget)
+        vt = _tokenize(args.input, mode, args.budget, {"min_pixels": args.min_pixels, "max_pixels": args.max_pixels})
         t_tok = time.perf_counter() - t0
         reply = generate_reply(model, tokenizer, [vt.to(args.device)], args.question, template,
                                max_new_tokens=args.max_new_tokens)

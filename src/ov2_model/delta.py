@@ -417,6 +417,14 @@ class CopeSequence:
         return inputs_embeds.masked_scatter(mask.unsqueeze(-1).expand_as(inputs_embeds), feats)
 
 
+def cope_order(i_times: Sequence[float], delta_times: Sequence[float]) -> list[tuple[float, int, int]]:
+    """Temporal order of the blocks of a CoPE stream: ``(t, is_delta, k)`` sorted by time, I-frame first on
+    ties, then by index. :func:`build_cope_sequence`, :func:`cope_layout` and :class:`CopeVideoLM` all use it, so
+    the chat-template runs and the embeddings always line up."""
+    items = [(float(t), 0, k) for k, t in enumerate(i_times)] + [(float(t), 1, k) for k, t in enumerate(delta_times)]
+    return sorted(items)
+
+
 def build_cope_sequence(
     i_tokens: Sequence[torch.Tensor],
     i_times: Sequence[float],
@@ -429,13 +437,12 @@ def build_cope_sequence(
     they differ) in temporal order; ties put the I-frame first."""
     if len(i_tokens) != len(i_times) or len(delta_tokens) != len(delta_times):
         raise ValueError("each token block needs one timestamp")
-    items = [(float(t), 0, k, x) for k, (x, t) in enumerate(zip(i_tokens, i_times))]
-    items += [(float(t), 1, k, x) for k, (x, t) in enumerate(zip(delta_tokens, delta_times))]
-    if not items:
+    order = cope_order(i_times, delta_times)
+    if not order:
         raise ValueError("no tokens")
-    items.sort(key=lambda it: (it[0], it[1], it[2]))
     embeds, flags, times, runs = [], [], [], []
-    for t, is_d, _, x in items:
+    for t, is_d, k in order:
+        x = delta_tokens[k] if is_d else i_tokens[k]
         if is_d and projector is not None:
             x = projector(x)
         embeds.append(x)
@@ -454,3 +461,179 @@ def make_projector(d_in: int, d_out: int) -> nn.Module:
 
 
 __all__.append("make_projector")
+
+
+# ------------------------------------------------------------------------------------------------------
+# the tokenizer's ``cope`` mode -> Δ-encoder inputs, chat layout, and the VideoLM that consumes them
+# ------------------------------------------------------------------------------------------------------
+
+
+def _canvas_times(vt) -> torch.Tensor:
+    """float64 ``[S]``: the earliest source time of each canvas's non-padding tokens (NaN for all-padding)."""
+    s = int(vt.canvas_kind.shape[0])
+    canvas = vt.canvas.to(torch.int64)
+    t = vt.t_s.to(torch.float64)
+    valid = (vt.frame.to(torch.int64) >= 0) & torch.isfinite(t)
+    first = torch.full((s,), float("inf"), dtype=torch.float64).scatter_reduce(
+        0, canvas[valid], t[valid], reduce="amin", include_self=True)
+    return torch.where(torch.isfinite(first), first, torch.full_like(first, float("nan")))
+
+
+def is_cope_tokens(vt) -> bool:
+    """True for ``VisualTokens`` made by the tokenizer's ``cope`` mode (I-canvases + Δ-steps in ``groups``)."""
+    groups = getattr(vt, "groups", None) or {}
+    return getattr(vt, "meta", {}).get("mode") == "cope" and "delta_motion" in groups
+
+
+def cope_layout(vt, num_delta_tokens: int, merge_size: Optional[int] = None):
+    """Chat-template layout (:class:`ov2_model.chat.VisualLayout`) of a ``cope``-mode ``VisualTokens``: the
+    I-canvases (``N_canvas / m²`` merged tokens each) and the P-steps (``num_delta_tokens`` each) in the order of
+    :func:`cope_order`; consecutive blocks with the same one-decimal time label share one run."""
+    from .chat import VisualLayout
+
+    m = int(merge_size if merge_size is not None else getattr(vt, "merge_size", 2))
+    s = int(vt.canvas_kind.shape[0])
+    per_canvas = torch.bincount(vt.canvas.to(torch.int64), minlength=s)
+    i_times = _canvas_times(vt).tolist()
+    d_times = vt.groups["delta_t_s"].to(torch.float64).tolist()
+    runs: list[list] = []
+    for t, is_d, k in cope_order(i_times, d_times):
+        n = int(num_delta_tokens) if is_d else int(per_canvas[k]) // (m * m)
+        label = round(t, 1) if t == t else None  # NaN: an all-padding canvas joins the run before it
+        if runs and (label is None or runs[-1][0] == label):
+            runs[-1][1] += n
+        else:
+            runs.append([0.0 if label is None else label, n])
+    return VisualLayout.video([(t_, n_) for t_, n_ in runs])
+
+
+def cope_delta_inputs(vt, size: Optional[Sequence[int]] = None, mv_cell: int = 4, patch: int = 16) -> dict:
+    """The Δ-encoder inputs of a ``cope``-mode ``VisualTokens``.
+
+    Returns ``motion`` ``[P, H'/c, W'/c, 2]`` float32 (pixels), ``residual`` ``[P, H', W', 3]`` (int16, or float32
+    when resized), ``i_times`` ``[S]`` and ``delta_times`` ``[P]`` float64. ``H', W'``: the frame padded with
+    zeros to a multiple of ``patch``, or ``size`` (multiples of ``patch``): the residual is resized bilinearly
+    (antialiased) and the motion field resized by nearest neighbour with its vectors scaled to the new size."""
+    motion = vt.groups["delta_motion"].to(torch.float32)
+    residual = vt.groups["delta_residual"]
+    p, h, w = int(residual.shape[0]), int(residual.shape[1]), int(residual.shape[2])
+    if size is None:
+        hp, wp = -(-h // patch) * patch, -(-w // patch) * patch
+        res = F.pad(residual, (0, 0, 0, wp - w, 0, hp - h))
+        mh, mw = hp // mv_cell, wp // mv_cell
+        mot = F.pad(motion, (0, 0, 0, max(0, mw - motion.shape[2]), 0, max(0, mh - motion.shape[1])))[:, :mh, :mw]
+    else:
+        hp, wp = int(size[0]), int(size[1])
+        if hp % patch or wp % patch:
+            raise ValueError(f"delta size {hp}x{wp} is not a multiple of the {patch}-pixel patch")
+        if p:
+            res = F.interpolate(residual.permute(0, 3, 1, 2).float(), size=(hp, wp), mode="bilinear",
+                                align_corners=False, antialias=True).permute(0, 2, 3, 1).contiguous()
+            mot = F.interpolate(motion.permute(0, 3, 1, 2), size=(hp // mv_cell, wp // mv_cell), mode="nearest")
+            mot = (mot * torch.tensor([wp / w, hp / h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1).contiguous()
+        else:
+            res = torch.zeros(0, hp, wp, 3)
+            mot = torch.zeros(0, hp // mv_cell, wp // mv_cell, 2)
+    return {"motion": mot, "residual": res, "i_times": _canvas_times(vt),
+            "delta_times": vt.groups["delta_t_s"].to(torch.float64)}
+
+
+class CopeVideoLM(nn.Module):
+    """A LLaVA-OneVision-2 model that also reads CoPE streams (paper §3.2, Eq. 2).
+
+    ``forward`` takes the model's keyword arguments; when the batch holds ``cope``-mode videos (keys ``cope_*``,
+    built by :func:`ov2_model.train.collate_samples`) the I-canvases go through the model's vision tower and
+    merger (one block of merged tokens per I-frame), the P-steps through the Δ-encoder and ``projector`` (``N``
+    tokens each, at the LLM width), the two are interleaved in temporal order (:func:`build_cope_sequence`) and
+    scattered at the ``<|video_pad|>`` positions together with the features of ordinary videos (in the order of
+    ``video_is_cope``) and images; the language model then runs on ``inputs_embeds``.
+    """
+
+    def __init__(self, lm: nn.Module, delta: DeltaEncoder, projector: Optional[nn.Module] = None):
+        super().__init__()
+        self.lm = lm
+        self.delta = delta
+        text_width = int(lm.config.text_config.hidden_size)
+        self.projector = projector if projector is not None else make_projector(delta.config.d_model, text_width)
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    def delta_tokens(self, motion: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``[P, N, D_llm]`` projected Δ-tokens of one video's P-steps."""
+        return self.projector(self.delta(motion, residual).tokens)
+
+    def embed(self, input_ids: torch.Tensor, cope_pixel_values: Optional[torch.Tensor] = None,
+              cope_grid_thw: Optional[torch.Tensor] = None, cope_patch_positions: Optional[torch.Tensor] = None,
+              cope_group_ids: Optional[torch.Tensor] = None, cope_motion: Optional[Sequence[torch.Tensor]] = None,
+              cope_residual: Optional[Sequence[torch.Tensor]] = None,
+              cope_i_times: Optional[Sequence[torch.Tensor]] = None,
+              cope_delta_times: Optional[Sequence[torch.Tensor]] = None,
+              video_is_cope: Optional[torch.Tensor] = None, **kwargs) -> tuple[torch.Tensor, dict]:
+        """``inputs_embeds`` ``[B, L, D]`` with every visual input (images, ordinary videos, CoPE streams) in place,
+        and the keyword arguments that are left for the language model."""
+        cfg = self.lm.config
+        pixel_values = kwargs.pop("pixel_values", None)
+        pixel_values_videos = kwargs.pop("pixel_values_videos", None)
+        positions = kwargs.pop("patch_positions", None)
+        image_grid_thw, image_group_ids = kwargs.pop("image_grid_thw", None), kwargs.pop("image_group_ids", None)
+        video_grid_thw, video_group_ids = kwargs.pop("video_grid_thw", None), kwargs.pop("video_group_ids", None)
+        n_img = pixel_values.shape[0] if pixel_values is not None else 0
+        embeds = self.lm.get_input_embeddings()(input_ids)
+        if pixel_values is not None:
+            feats = torch.cat(self.lm.get_image_features(pixel_values, image_grid_thw,
+                                                         None if positions is None else positions[:n_img],
+                                                         image_group_ids))
+            embeds = _scatter(embeds, input_ids, cfg.image_token_id, feats)
+        plain = []
+        if pixel_values_videos is not None:
+            plain = list(self.lm.get_video_features(pixel_values_videos, video_grid_thw,
+                                                    None if positions is None else positions[n_img:],
+                                                    video_group_ids))
+        cope = []
+        if cope_pixel_values is not None:
+            i_feats = self.lm.get_video_features(cope_pixel_values, cope_grid_thw, cope_patch_positions,
+                                                 cope_group_ids)
+            for v, feats in enumerate(i_feats):
+                n_canvas = int(cope_grid_thw[v, 0])
+                i_tok = list(torch.chunk(feats, n_canvas)) if n_canvas else []
+                motion, residual = cope_motion[v], cope_residual[v]
+                d_tok = list(self.delta_tokens(motion, residual)) if motion.shape[0] else []
+                seq = build_cope_sequence(i_tok, cope_i_times[v].tolist(), d_tok, cope_delta_times[v].tolist())
+                cope.append(seq.embeds)
+        if plain or cope:
+            order = video_is_cope.tolist() if video_is_cope is not None else [False] * len(plain) + [True] * len(cope)
+            if sum(bool(x) for x in order) != len(cope) or len(order) - len(cope) != len(plain):
+                raise ValueError("video_is_cope does not match the ordinary and cope videos of the batch")
+            it_plain, it_cope = iter(plain), iter(cope)
+            feats = torch.cat([next(it_cope) if c else next(it_plain) for c in order])
+            embeds = _scatter(embeds, input_ids, cfg.video_token_id, feats)
+        return embeds, kwargs
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs):
+        if kwargs.get("cope_pixel_values") is None:
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask,
+                           **{k: v for k, v in kwargs.items() if not k.startswith("cope_") and k != "video_is_cope"})
+        embeds, rest = self.embed(input_ids, **kwargs)
+        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, **rest)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs):
+        """Greedy / sampled generation: the prompt's embeddings (CoPE streams included) are built once by
+        :meth:`embed` and prefilled as ``inputs_embeds``; decoding continues on text tokens."""
+        visual = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("cope_") or k in (
+            "video_is_cope", "pixel_values", "pixel_values_videos", "patch_positions", "image_grid_thw",
+            "image_group_ids", "video_grid_thw", "video_group_ids")}
+        embeds, _ = self.embed(input_ids, **visual)
+        return self.lm.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _scatter(embeds: torch.Tensor, input_ids: torch.Tensor, token_id: int, feats: torch.Tensor) -> torch.Tensor:
+    mask = input_ids == int(token_id)
+    if int(mask.sum()) != feats.shape[0]:
+        raise ValueError(f"placeholder {token_id} appears {int(mask.sum())} times for {feats.shape[0]} visual tokens")
+    return embeds.masked_scatter(mask.unsqueeze(-1).expand_as(embeds), feats.to(embeds.dtype))
+
+
+__all__ += ["cope_order", "cope_layout", "cope_delta_inputs", "is_cope_tokens", "CopeVideoLM"]

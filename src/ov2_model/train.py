@@ -18,9 +18,13 @@ number of label tokens of the whole global batch (all-reduced), so a 2-process r
 and gradients as a 1-process run with the same global batch (token-level mean, DESIGN §6).
 
 Batches: the chat template (:mod:`ov2_model.chat`) renders each conversation with the visual placeholders;
-the micro-batch is right-padded; images and videos of the micro-batch are packed into one
-``pixel_values`` / ``pixel_values_videos`` tensor each by :func:`ov2_model.inputs.visual_tokens_to_inputs`
-(segments per item and codec group). Text sequences are padded, not concatenated.
+the micro-batch is right-padded; images and videos of the micro-batch are packed into one varlen
+``pixel_values`` / ``pixel_values_videos`` sequence each by :func:`ov2_tokenizer.data.collate_visual_tokens`
+(``cu_seqlens`` per item, codec-group segments). Text sequences are padded, not concatenated. Manifests are
+tokenized by :class:`ov2_tokenizer.data.VideoTokenDataset` (:class:`ManifestDataset`).
+
+CoPE (``config.cope``): the model is wrapped in :class:`ov2_model.delta.CopeVideoLM`; ``cope``-mode samples
+become interleaved I-frame / Δ-token sequences (see :func:`collate_samples`).
 
 Checkpoints (``output_dir/checkpoint-NNNNNNN/``): the model in the released layout (``config.json`` +
 safetensors, loadable with ``from_pretrained``), the tokenizer when it can be saved, ``optimizer.pt``,
@@ -68,6 +72,11 @@ __all__ = [
     "load_config",
     "latest_checkpoint",
     "run_training",
+    "read_training_manifest",
+    "build_visual_inputs",
+    "load_cope_model",
+    "save_delta_weights",
+    "load_delta_weights",
 ]
 
 log = logging.getLogger("ov2.train")
@@ -110,6 +119,11 @@ class TrainConfig:
     distributed: str = "ddp"  #: "ddp" | "fsdp" (FSDP2 ``fully_shard`` per layer)
     find_unused_parameters: bool = True  #: DDP: a micro-batch without images/videos leaves the encoder unused
     max_length: Optional[int] = None  #: truncate text after the last visual token to this length
+    #: CoPE fine-tuning (paper §3.3): a Δ-encoder + projector next to the model, fed by ``cope``-mode samples.
+    #: Keys: ``delta`` (DeltaEncoderConfig fields; ``d_model`` defaults to the vision width), ``checkpoint``
+    #: (a pre-trained Δ-encoder: ``delta_encoder.safetensors`` or its directory), ``size`` ([H, W] the Δ-inputs
+    #: are resized to; default: padded to a multiple of 16), ``freeze_delta`` (train only the projector).
+    cope: Optional[dict] = None
     # data
     mix: dict = field(default_factory=lambda: dict(_FORMS_DEFAULT))  #: ratio per input form
     data: dict = field(default_factory=dict)  #: form -> {"manifest": path, "mode": ..., tokenizer options}
@@ -129,6 +143,10 @@ class TrainConfig:
             raise ValueError("schedule must be 'cosine', 'linear' or 'constant'")
         if self.batch_size < 1 or self.grad_accum < 1 or self.max_steps < 0:
             raise ValueError("batch_size and grad_accum must be >= 1, max_steps >= 0")
+        if self.cope is not None:
+            bad_c = set(self.cope) - {"delta", "checkpoint", "size", "freeze_delta"}
+            if bad_c:
+                raise ValueError(f"unknown cope options {sorted(bad_c)}")
         bad = set(self.freeze) - {"vision", "merger", "llm"}
         if bad:
             raise ValueError(f"unknown freeze targets {sorted(bad)}")
@@ -307,26 +325,71 @@ def _split_sample(sample: Any) -> tuple[list, list[dict]]:
 
 @dataclass
 class Batch:
-    """One micro-batch: model keyword arguments plus counts for the loss normalisation and the logs."""
+    """One micro-batch: model keyword arguments plus counts for the loss normalisation and the logs.
 
-    inputs: dict  #: input_ids, attention_mask and the visual inputs
+    ``packed`` holds the :class:`ov2_tokenizer.data.PackedVisualTokens` the visual inputs were built from
+    (``"image"``, ``"video"``, ``"cope"``; ``cu_seqlens``, segment ids and per-sample metadata)."""
+
+    inputs: dict  #: input_ids, attention_mask and the visual inputs (tensors, or lists of tensors for cope)
     labels: torch.Tensor  #: ``[B, L]``
     n_tokens: int  #: non-padding text + placeholder tokens
     n_visual: int  #: placeholder tokens
     n_label: int  #: trained tokens (after the shift)
+    packed: dict = field(default_factory=dict)
 
     def to(self, device: Any) -> "Batch":
-        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device),
-                     self.n_tokens, self.n_visual, self.n_label)
+        def mv(v: Any) -> Any:
+            if isinstance(v, torch.Tensor):
+                return v.to(device)
+            if isinstance(v, (list, tuple)):
+                return [mv(x) for x in v]
+            return v
+
+        return Batch({k: mv(v) for k, v in self.inputs.items()}, self.labels.to(device),
+                     self.n_tokens, self.n_visual, self.n_label, self.packed)
+
+
+def _pack(items: Sequence[Any], merge_size: int, groups: str) -> tuple[dict, torch.Tensor, Any]:
+    """Pack same-modality visual items with :func:`ov2_tokenizer.data.collate_visual_tokens` (varlen sequence with
+    ``cu_seqlens`` and per-sample codec-group segments); ``VisualTokens``-like objects that are not
+    ``ov2_tokenizer.VisualTokens`` go through :func:`ov2_model.inputs.visual_tokens_to_inputs`.
+    Returns the model kwargs (without ``patch_positions``), the positions and the packed batch (or None)."""
+    from ov2_tokenizer.data import collate_visual_tokens
+    from ov2_tokenizer.tokens import VisualTokens
+
+    if all(isinstance(v, VisualTokens) for v in items):
+        for v in items:
+            if int(v.merge_size) != merge_size:
+                raise ValueError(f"visual tokens have merge size {v.merge_size}, the model {merge_size}")
+        packed = collate_visual_tokens(items)
+        kw = packed.model_kwargs(groups)
+        return {k: v for k, v in kw.items() if k != "patch_positions"}, kw["patch_positions"], packed
+    vi = visual_tokens_to_inputs(list(items), merge_size, groups=groups)
+    kw = vi.model_kwargs()
+    return {k: v for k, v in kw.items() if k != "patch_positions"}, kw["patch_positions"], None
 
 
 def collate_samples(samples: Sequence[Any], tokenizer: Any, template: ChatTemplate, merge_size: int,
-                    pad_token_id: int, groups: str = "explicit", max_length: Optional[int] = None) -> Batch:
-    """Render, tokenize, pad and pack a micro-batch (see the module docstring)."""
-    encs, images, videos = [], [], []
+                    pad_token_id: int, groups: str = "explicit", max_length: Optional[int] = None,
+                    cope_tokens: Optional[int] = None, cope_size: Optional[Sequence[int]] = None) -> Batch:
+    """Render, tokenize, pad and pack a micro-batch (see the module docstring).
+
+    ``cope``-mode samples (:func:`ov2_model.delta.is_cope_tokens`) need ``cope_tokens`` (N = K_τ + K_δ, the
+    placeholders per P-step); their I-canvases are packed separately (``cope_*`` keys) and their Δ-inputs are
+    listed per video (:func:`ov2_model.delta.cope_delta_inputs`), for :class:`ov2_model.delta.CopeVideoLM`."""
+    from .delta import cope_layout, is_cope_tokens
+
+    encs, images, videos, copes, video_is_cope = [], [], [], [], []
     for sample in samples:
         visuals, conv = _split_sample(sample)
-        layouts = [layout_from_visual_tokens(v, merge_size) for v in visuals]
+        layouts = []
+        for v in visuals:
+            if is_cope_tokens(v):
+                if cope_tokens is None:
+                    raise ValueError("a cope-mode sample needs a trainer with a Δ-encoder (config key 'cope')")
+                layouts.append(cope_layout(v, cope_tokens, merge_size))
+            else:
+                layouts.append(layout_from_visual_tokens(v, merge_size))
         enc = template.encode(tokenizer, conv, layouts)
         if max_length is not None and len(enc.input_ids) > max_length:
             pad_ids = {template.special_ids(tokenizer)[k] for k in ("image_pad", "video_pad", "vision_end")}
@@ -337,63 +400,153 @@ def collate_samples(samples: Sequence[Any], tokenizer: Any, template: ChatTempla
             enc.input_ids, enc.labels = enc.input_ids[:max_length], enc.labels[:max_length]
         encs.append(enc)
         for v, lay in zip(visuals, layouts):
-            (images if lay.modality == "image" else videos).append(v)
+            if lay.modality == "image":
+                images.append(v)
+            elif is_cope_tokens(v):
+                copes.append(v)
+                video_is_cope.append(True)
+            else:
+                videos.append(v)
+                video_is_cope.append(False)
     text = collate_encodings(encs, pad_token_id)
-    inputs: dict[str, torch.Tensor] = {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"]}
-    positions = []
-    if images:
-        vi = visual_tokens_to_inputs(images, merge_size, groups=groups)
-        inputs["pixel_values"], inputs["image_grid_thw"] = vi.pixel_values, vi.grid_thw
-        if vi.group_ids is not None:
-            inputs["image_group_ids"] = vi.group_ids
-        positions.append(vi.patch_positions)
-    if videos:
-        vv = visual_tokens_to_inputs(videos, merge_size, groups=groups)
-        inputs["pixel_values_videos"], inputs["video_grid_thw"] = vv.pixel_values, vv.grid_thw
-        if vv.group_ids is not None:
-            inputs["video_group_ids"] = vv.group_ids
-        positions.append(vv.patch_positions)
-    if positions:
-        inputs["patch_positions"] = torch.cat(positions)
+    inputs: dict[str, Any] = {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"]}
+    vis, packed = build_visual_inputs(images, videos, copes, video_is_cope, merge_size, groups, cope_size)
+    inputs.update(vis)
     labels = text["labels"]
     return Batch(inputs, labels, int(text["attention_mask"].sum()), sum(e.n_visual for e in encs),
-                 int((labels[:, 1:] != IGNORE_INDEX).sum()))
+                 int((labels[:, 1:] != IGNORE_INDEX).sum()), packed)
+
+
+def build_visual_inputs(images: Sequence[Any], videos: Sequence[Any], copes: Sequence[Any] = (),
+                        video_is_cope: Optional[Sequence[bool]] = None, merge_size: int = 2,
+                        groups: str = "explicit", cope_size: Optional[Sequence[int]] = None) -> tuple[dict, dict]:
+    """Model keyword arguments of a batch's visual items, each list in the order of its placeholders: images,
+    ordinary videos and ``cope``-mode videos (``video_is_cope`` interleaves the last two as they appear in the
+    text). Returns ``(kwargs, packed)`` with the :class:`ov2_tokenizer.data.PackedVisualTokens` per kind."""
+    from .delta import cope_delta_inputs
+
+    inputs: dict[str, Any] = {}
+    positions, packed = [], {}
+    if images:
+        kw, pos, packed["image"] = _pack(images, merge_size, groups)
+        inputs.update(kw)
+        positions.append(pos)
+    if videos:
+        kw, pos, packed["video"] = _pack(videos, merge_size, groups)
+        inputs.update(kw)
+        positions.append(pos)
+    if positions:
+        inputs["patch_positions"] = torch.cat(positions)
+    if copes:
+        kw, pos, packed["cope"] = _pack(copes, merge_size, groups)
+        inputs["cope_pixel_values"] = kw["pixel_values_videos"]
+        inputs["cope_grid_thw"] = kw["video_grid_thw"]
+        inputs["cope_patch_positions"] = pos
+        if "video_group_ids" in kw:
+            inputs["cope_group_ids"] = kw["video_group_ids"]
+        d = [cope_delta_inputs(v, cope_size) for v in copes]
+        inputs["cope_motion"] = [x["motion"] for x in d]
+        inputs["cope_residual"] = [x["residual"] for x in d]
+        inputs["cope_i_times"] = [x["i_times"] for x in d]
+        inputs["cope_delta_times"] = [x["delta_times"] for x in d]
+        order = list(video_is_cope) if video_is_cope is not None else [False] * len(videos) + [True] * len(copes)
+        inputs["video_is_cope"] = torch.tensor(order, dtype=torch.bool)
+    return inputs, packed
+
+
+def read_training_manifest(path: Union[str, os.PathLike], mode: str = "frames") -> list[dict]:
+    """Lines of a training manifest (JSON lines; blank lines and ``#`` comments skipped).
+
+    Each line is an :func:`ov2_tokenizer.data.read_manifest` entry -- ``"path"`` (relative to the manifest),
+    optional ``"mode"`` and ``"config"`` (``TokenizerConfig`` overrides) -- plus the conversation under
+    ``"conversations"`` (LLaVA) or ``"messages"``. ``{"video": path}`` / ``{"image": path}`` (mode ``image``) are
+    accepted in place of ``"path"``; a line without any of them is a text-only sample."""
+    path = Path(path)
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        rec = json.loads(line)
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{lineno}: each line must be a JSON object")
+        conv = rec.pop("conversations", rec.pop("messages", None))
+        if conv is None:
+            raise ValueError(f"{path}:{lineno}: no 'conversations' / 'messages'")
+        src = rec.pop("path", None)
+        item_mode = rec.pop("mode", None)
+        if src is None and "video" in rec:
+            src = rec.pop("video")
+        elif src is None and "image" in rec:
+            src, item_mode = rec.pop("image"), "image"
+        if src is not None and not os.path.isabs(src):
+            src = str(path.parent / src)
+        out.append({"path": src, "mode": item_mode or mode, "config": rec.pop("config", {}),
+                    "conversation": conv, "extra": rec, "where": f"{path}:{lineno}"})
+    if not out:
+        raise ValueError(f"{path}: empty manifest")
+    return out
 
 
 class ManifestDataset:
-    """Samples from a JSON-lines manifest, tokenized on access with ``ov2_tokenizer``.
+    """Training samples from a JSON-lines manifest (:func:`read_training_manifest`), tokenized on access by
+    :class:`ov2_tokenizer.data.VideoTokenDataset` (the ``ov2_tokenizer`` data path: ``TokenizerConfig`` from
+    ``options`` + per-line ``config``, per-line ``mode``, ``on_failure``, decode threads).
 
-    Each line: ``{"video": path}`` or ``{"image": path}`` (relative to the manifest) and ``"conversations"``
-    (LLaVA format) or ``"messages"``. ``mode`` is the tokenizer mode for videos (``codec_stream`` /
-    ``frames``); ``options`` are :class:`ov2_tokenizer.TokenizerConfig` fields (e.g. ``num_frames``,
-    ``max_canvases``, ``max_pixels``)."""
+    Args:
+        manifest: the manifest path.
+        mode: default tokenizer mode (``codec_stream``, ``frames``, ``image``, ``cope``, ...).
+        options: ``TokenizerConfig`` fields for every line (``num_frames``, ``max_canvases``, ...) and the
+            dataset options ``cache`` (keep tokenized samples in memory; exact, since tokenization is
+            deterministic), ``on_failure`` (``raise`` | ``skip``: a video that fails is replaced by the next line
+            of the manifest, deterministically) and ``num_threads`` (decode threads per item, default 1).
+    """
 
     def __init__(self, manifest: Union[str, os.PathLike], mode: str = "frames", options: Optional[dict] = None):
+        from ov2_tokenizer.data import VideoTokenDataset
+
+        opts = dict(options or {})
+        self.cache = bool(opts.pop("cache", False))
+        on_failure = opts.pop("on_failure", "raise")
+        num_threads = opts.pop("num_threads", 1)
         self.path = Path(manifest)
         self.mode = mode
-        self.options = dict(options or {})
-        self.records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if not self.records:
-            raise ValueError(f"{self.path}: empty manifest")
+        self.records = read_training_manifest(self.path, mode)
+        self._vis = [i for i, r in enumerate(self.records) if r["path"] is not None]
+        self._ds_index = {rec_i: k for k, rec_i in enumerate(self._vis)}
+        jobs = [{"path": self.records[i]["path"], "mode": self.records[i]["mode"],
+                 "config": self.records[i]["config"], **self.records[i]["extra"]} for i in self._vis]
+        self.dataset = VideoTokenDataset(jobs, mode=mode, on_failure=on_failure, num_threads=num_threads, **opts)
+        self._cache: dict[int, Any] = {}
+        self.failures: list = []
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> tuple[Any, list[dict]]:
-        import ov2_tokenizer as ov2  # noqa: PLC0415 (the tokenizer is only needed to read files)
+    def _visual(self, i: int) -> Any:
+        if i in self._cache:
+            return self._cache[i]
+        vt = self.dataset[self._ds_index[i]]
+        if self.cache:
+            self._cache[i] = vt
+        return vt
 
-        rec = self.records[i]
-        conv = rec.get("conversations", rec.get("messages"))
-        if conv is None:
-            raise ValueError(f"{self.path}:{i + 1}: no 'conversations' / 'messages'")
-        cfg = ov2.TokenizerConfig(**self.options)
-        if "image" in rec:
-            vt = ov2.tokenize_image(str(self.path.parent / rec["image"]), config=cfg)
-        elif "video" in rec:
-            vt = ov2.tokenize_video(str(self.path.parent / rec["video"]), mode=self.mode, config=cfg)
-        else:
-            vt = None
-        return vt, conv
+    def __getitem__(self, i: int) -> tuple[Any, list[dict]]:
+        from ov2_tokenizer.data import TokenFailure
+
+        n = len(self.records)
+        for j in range(n):
+            k = (int(i) + j) % n
+            rec = self.records[k]
+            if rec["path"] is None:
+                return None, rec["conversation"]
+            vt = self._visual(k)
+            if not isinstance(vt, TokenFailure):
+                return vt, rec["conversation"]
+            if vt not in self.failures:
+                self.failures.append(vt)
+                log.warning("skipping %s (%s)", rec["where"], vt)
+        raise RuntimeError(f"{self.path}: every video of the manifest failed to tokenize")
 
 
 # ======================================================================================================
@@ -453,7 +606,7 @@ def _set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def _load_model_weights(model: nn.Module, directory: Path) -> None:
+def _read_weights(directory: Path) -> dict:
     from safetensors.torch import load_file
 
     index = directory / "model.safetensors.index.json"
@@ -462,8 +615,79 @@ def _load_model_weights(model: nn.Module, directory: Path) -> None:
         state = {}
         for f in files:
             state.update(load_file(str(directory / f)))
+        return state
+    return load_file(str(directory / "model.safetensors"))
+
+
+DELTA_WEIGHTS = "delta_encoder.safetensors"
+DELTA_CONFIG = "cope_config.json"
+
+
+def save_delta_weights(module: nn.Module, directory: Union[str, os.PathLike],
+                       state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> Path:
+    """Write a :class:`~ov2_model.delta.CopeVideoLM`'s Δ-encoder and projector (keys ``delta.*``,
+    ``projector.*``) to ``directory/delta_encoder.safetensors`` and the encoder config to ``cope_config.json``.
+    A :class:`~ov2_model.delta.DeltaEncoder` or :class:`~ov2_model.delta.DeltaPretrainer` is saved as its
+    encoder (``delta.*`` keys) -- the output of pre-training."""
+    from safetensors.torch import save_file
+
+    from .delta import DeltaEncoder, DeltaPretrainer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(module, DeltaPretrainer):
+        module = module.encoder
+    if isinstance(module, DeltaEncoder):
+        sd, cfg = {"delta." + k: v for k, v in module.state_dict().items()}, module.config
     else:
-        state = load_file(str(directory / "model.safetensors"))
+        sd = dict(state_dict) if state_dict is not None else {k: v for k, v in module.state_dict().items()
+                                                              if not k.startswith("lm.")}
+        cfg = module.delta.config
+    save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(directory / DELTA_WEIGHTS))
+    (directory / DELTA_CONFIG).write_text(json.dumps({"delta": cfg.to_dict()}, indent=1))
+    return directory / DELTA_WEIGHTS
+
+
+def load_delta_weights(module: nn.Module, path: Union[str, os.PathLike], encoder_only: bool = False) -> None:
+    """Load ``delta_encoder.safetensors`` (a file or its directory) into a ``CopeVideoLM`` (or a
+    ``DeltaEncoder``); ``encoder_only`` loads only the Δ-encoder (a pre-trained one) and keeps the projector."""
+    from safetensors.torch import load_file
+
+    from .delta import DeltaEncoder
+
+    path = Path(path)
+    state = load_file(str(path / DELTA_WEIGHTS if path.is_dir() else path))
+    if isinstance(module, DeltaEncoder):
+        module.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("delta.")})
+        return
+    if encoder_only:
+        module.delta.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("delta.")})
+        return
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("lm.")]
+    if missing or unexpected:
+        raise RuntimeError(f"{path} does not match the Δ-encoder: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def load_cope_model(directory: Union[str, os.PathLike], **from_pretrained_kwargs: Any) -> nn.Module:
+    """A trained CoPE VideoLM from a checkpoint directory: the model (released layout) wrapped in a
+    :class:`~ov2_model.delta.CopeVideoLM` with the Δ-encoder and projector of ``delta_encoder.safetensors`` (the
+    plain model when the directory has no Δ-encoder)."""
+    from .delta import CopeVideoLM, DeltaEncoder, DeltaEncoderConfig
+    from .modeling_llava_onevision2 import LlavaOnevision2ForConditionalGeneration
+
+    directory = Path(directory)
+    model = LlavaOnevision2ForConditionalGeneration.from_pretrained(str(directory), **from_pretrained_kwargs)
+    if not (directory / DELTA_WEIGHTS).exists():
+        return model
+    cfg = json.loads((directory / DELTA_CONFIG).read_text())["delta"]
+    module = CopeVideoLM(model, DeltaEncoder(DeltaEncoderConfig(**cfg)))
+    load_delta_weights(module, directory)
+    return module.to(next(model.parameters()).dtype)
+
+
+def _load_model_weights(model: nn.Module, directory: Path) -> None:
+    state = _read_weights(directory)
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = getattr(model, "_tied_weights_keys", None) or {}
     missing = [k for k in missing if k not in set(tied)]  # a tied weight may be stored once
@@ -475,6 +699,18 @@ def _load_model_weights(model: nn.Module, directory: Path) -> None:
 # ======================================================================================================
 # trainer
 # ======================================================================================================
+
+
+def _touch_root_parameters(module: nn.Module, args: Any, kwargs: Any, output: Any) -> Any:
+    """Forward hook: ``logits += 0 · Σ_p p[0]`` over the trainable parameters outside the sharded LLM layers."""
+    touch = None
+    for name, p in module.named_parameters():
+        if p.requires_grad and ".language_model.layers." not in name:
+            t = p.reshape(-1)[:1].sum()
+            touch = t if touch is None else touch + t
+    if touch is not None and getattr(output, "logits", None) is not None:
+        output.logits = output.logits + 0.0 * touch.to(output.logits.dtype)
+    return output
 
 
 class _StepDataset(torch.utils.data.Dataset):
@@ -500,10 +736,14 @@ class Trainer:
             from ``mix`` get ratio 0; a ratio for a missing source is an error).
         config: :class:`TrainConfig`.
         template: chat template (default: ``ChatTemplate(system_prompt=config.system_prompt)``).
+        delta_encoder: a :class:`~ov2_model.delta.DeltaEncoder` for CoPE fine-tuning (default: built from
+            ``config.cope`` when it is set). The trained module is then a :class:`~ov2_model.delta.CopeVideoLM`;
+            checkpoints hold the model in the released layout plus ``delta_encoder.safetensors`` (Δ-encoder and
+            projector) and ``cope_config.json``.
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, sources: Mapping[str, Any], config: TrainConfig,
-                 template: Optional[ChatTemplate] = None):
+                 template: Optional[ChatTemplate] = None, delta_encoder: Optional[nn.Module] = None):
         self.cfg = config
         self.rank, self.world = _rank_world()
         self.tokenizer = tokenizer
@@ -526,6 +766,9 @@ class Trainer:
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id = int(pad) if pad is not None else sp["im_end"]
         self.device = next(model.parameters()).device
+        self.cope_module = None
+        if delta_encoder is not None or config.cope is not None:
+            self.cope_module = self._build_cope(delta_encoder)
         self.step = 0
         self.history: list[dict] = []
         self._setup_model()
@@ -533,10 +776,33 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
 
     # -- setup --------------------------------------------------------------------------------------------
+    def _build_cope(self, delta_encoder: Optional[nn.Module]) -> nn.Module:
+        from .delta import CopeVideoLM, DeltaEncoder, DeltaEncoderConfig
+
+        opts = dict(self.cfg.cope or {})
+        if delta_encoder is None:
+            dcfg = {"d_model": int(self.base_model.config.vision_config.hidden_size), **dict(opts.get("delta") or {})}
+            delta_encoder = DeltaEncoder(DeltaEncoderConfig(**dcfg))
+        module = CopeVideoLM(self.base_model, delta_encoder)
+        if opts.get("checkpoint"):
+            load_delta_weights(module, opts["checkpoint"], encoder_only=True)
+        return module.to(self.device)
+
+    @property
+    def cope_tokens(self) -> Optional[int]:
+        """Placeholders per P-step (N = K_τ + K_δ), or None without a Δ-encoder."""
+        return None if self.cope_module is None else int(self.cope_module.delta.config.num_tokens)
+
     def _setup_model(self) -> None:
         cfg, model = self.cfg, self.base_model
         for p in model.parameters():
             p.requires_grad_(True)
+        if self.cope_module is not None:
+            for p in self.cope_module.parameters():
+                p.requires_grad_(True)
+            if (cfg.cope or {}).get("freeze_delta"):
+                for p in self.cope_module.delta.parameters():
+                    p.requires_grad_(False)
         if "vision" in cfg.freeze:
             for n, p in model.model.visual.named_parameters():
                 if not n.startswith("merger."):
@@ -554,6 +820,11 @@ class Trainer:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
         model.train()
+        if self.cope_module is not None:
+            self.cope_module.train()
+            model = self.cope_module
+        #: the module that is trained and saved (the LLaVA model, or the CopeVideoLM around it)
+        self.train_module: nn.Module = model
         self.model: nn.Module = model
         if self.world > 1:
             if cfg.distributed == "ddp":
@@ -562,28 +833,36 @@ class Trainer:
                 ids = [self.device.index] if self.device.type == "cuda" else None
                 self.model = DDP(model, device_ids=ids, find_unused_parameters=cfg.find_unused_parameters)
             else:
-                self.model = self._fsdp(model)
+                self.model = self._fsdp(model, self.base_model)
         elif cfg.distributed == "fsdp" and dist.is_available() and dist.is_initialized():
-            self.model = self._fsdp(model)
+            self.model = self._fsdp(model, self.base_model)
 
     @staticmethod
-    def _fsdp(model: nn.Module) -> nn.Module:
+    def _fsdp(model: nn.Module, lm: nn.Module) -> nn.Module:
         from torch.distributed.fsdp import fully_shard
 
-        # Language-model layers are sharded one by one. The vision tower stays in the root group: a micro-batch
-        # with images and videos runs it twice, one with neither not at all, so per-layer all-gathers of its
-        # layers would differ in number between ranks and deadlock.
-        for layer in model.model.language_model.layers:
+        # Language-model layers are sharded one by one. The vision tower (and a Δ-encoder) stays in the root
+        # group: a micro-batch with images and videos runs it twice, one with neither not at all, so per-layer
+        # all-gathers of its layers would differ in number between ranks and deadlock.
+        for layer in lm.model.language_model.layers:
             fully_shard(layer)
+        # FSDP2 reduce-scatters only the gradients that exist, so a root-group parameter unused on one rank (the
+        # vision tower in a text-only micro-batch, the Δ-encoder without a cope sample) would make the ranks'
+        # reduce-scatters differ in size. A zero-weighted touch of every root parameter gives each one a
+        # (zero) gradient on every rank. The hook is registered before fully_shard, so it runs while the root
+        # parameters are still unsharded.
+        model.register_forward_hook(_touch_root_parameters, with_kwargs=True)
         fully_shard(model)
         return model
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
         groups: dict[tuple[float, float], list] = {}
-        for n, p in self.base_model.named_parameters():
+        for n, p in self.train_module.named_parameters():
             if not p.requires_grad:
                 continue
+            if self.cope_module is not None:
+                n = n[3:] if n.startswith("lm.") else "delta." + n
             lr = cfg.vision_lr if (cfg.vision_lr is not None and n.startswith("model.visual.")
                                    and not n.startswith("model.visual.merger.")) else cfg.lr
             wd = 0.0 if p.ndim < 2 else cfg.weight_decay
@@ -622,7 +901,8 @@ class Trainer:
         for a in range(cfg.grad_accum):
             idx = range(base + a * cfg.batch_size, base + (a + 1) * cfg.batch_size)
             out.append(collate_samples([self.sample(i) for i in idx], self.tokenizer, self.template,
-                                       self.merge_size, self.pad_token_id, cfg.groups, cfg.max_length))
+                                       self.merge_size, self.pad_token_id, cfg.groups, cfg.max_length,
+                                       self.cope_tokens, (cfg.cope or {}).get("size")))
         return out
 
     # -- one step -----------------------------------------------------------------------------------------
@@ -674,7 +954,14 @@ class Trainer:
 
             return get_state_dict(self.model, self.optimizer,
                                   options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return self.base_model.state_dict(), self.optimizer.state_dict()
+        return self.train_module.state_dict(), self.optimizer.state_dict()
+
+    def _split_state(self, sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+        """(LLaVA model state, Δ-encoder + projector state) of a ``train_module`` state dict."""
+        if self.cope_module is None:
+            return dict(sd), {}
+        lm = {k[3:]: v for k, v in sd.items() if k.startswith("lm.")}
+        return lm, {k: v for k, v in sd.items() if not k.startswith("lm.")}
 
     def save_checkpoint(self, directory: Optional[Union[str, os.PathLike]] = None) -> Path:
         """Write a checkpoint of the current step (every rank must call it)."""
@@ -685,8 +972,11 @@ class Trainer:
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            self.base_model.save_pretrained(str(tmp), state_dict={k: v.detach().cpu() for k, v in model_sd.items()},
+            lm_sd, extra_sd = self._split_state(model_sd)
+            self.base_model.save_pretrained(str(tmp), state_dict={k: v.detach().cpu() for k, v in lm_sd.items()},
                                             safe_serialization=True)
+            if self.cope_module is not None:
+                save_delta_weights(self.cope_module, tmp, state_dict=extra_sd)
             if hasattr(self.tokenizer, "save_pretrained"):
                 try:
                     self.tokenizer.save_pretrained(str(tmp))
@@ -729,11 +1019,21 @@ class Trainer:
             from safetensors.torch import load_file
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-            model_sd = load_file(str(d / "model.safetensors"))
+            model_sd = _read_weights(d)
+            if self.cope_module is not None:
+                model_sd = {"lm." + k: v for k, v in model_sd.items()}
+                model_sd.update(load_file(str(d / DELTA_WEIGHTS)))
+            tied = getattr(self.base_model, "_tied_weights_keys", None) or {}
+            for k, src in dict(tied).items():  # a tied weight may be stored once
+                pre = "lm." if self.cope_module is not None else ""
+                if pre + k not in model_sd and pre + src in model_sd:
+                    model_sd[pre + k] = model_sd[pre + src]
             set_state_dict(self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
                            options=StateDictOptions(full_state_dict=True))
         else:
             _load_model_weights(self.base_model, d)
+            if self.cope_module is not None:
+                load_delta_weights(self.cope_module, d)
             self.optimizer.load_state_dict(optim_sd)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
@@ -837,7 +1137,7 @@ def run_training(cfg: TrainConfig, sources: Optional[Mapping[str, Any]] = None) 
         for form, spec in cfg.data.items():
             spec = dict(spec)
             manifest = spec.pop("manifest")
-            mode = spec.pop("mode", "image" if form == "image" else ("codec_stream" if form == "codec_stream" else "frames"))
+            mode = spec.pop("mode", form if form in ("codec_stream", "frames", "image", "cope") else "frames")
             sources[form] = ManifestDataset(manifest, mode=mode, options=spec)
     trainer = Trainer(model, tokenizer, sources, cfg)
     ck = None

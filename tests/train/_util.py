@@ -82,4 +82,25 @@ def make_tokens(n_canvases: int, kinds: Optional[Sequence[int]] = None, times: O
     return vt
 
 
-__all__ = ["CharTokenizer", "SPECIALS", "tiny_config", "tiny_model", "make_tokens", "CANVAS_I", "CANVAS_P"]
+def hf_char_tokenizer():
+    """A transformers fast tokenizer with the same ids as :class:`CharTokenizer` (saved with a model directory)."""
+    import pytest
+
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {chr(i): i for i in range(32, 127)}
+    vocab["\n"] = 10
+    vocab["[UNK]"] = 499
+    vocab.update(SPECIALS)  # the specials keep the tiny model's ids (500..)
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("[\\s\\S]"), "isolated")
+    tk.decoder = tokenizers.decoders.Fuse()
+    # specials get ids 500.. in this order, matching the tiny model config
+    tk.add_special_tokens([tokenizers.AddedToken(t, special=True) for t in SPECIALS])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>")
+    assert [fast.convert_tokens_to_ids(t) for t in SPECIALS] == list(SPECIALS.values())
+    return fast
+
+
+__all__ = ["CharTokenizer", "hf_char_tokenizer", "SPECIALS", "tiny_config", "tiny_model", "make_tokens", "CANVAS_I", "CANVAS_P"]

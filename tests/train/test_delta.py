@@ -120,3 +120,38 @@ def test_interleaved_sequence_and_scatter() -> None:
     ids = torch.tensor([[7] + [501] * 12 + [8]])
     emb = CopeSequence.scatter(torch.zeros(1, 14, 4), ids, 501, [seq]).detach()
     assert torch.equal(emb[0, 1:13], seq.embeds.detach()) and float(emb[0, 0].abs().sum()) == 0.0
+
+
+def test_cope_delta_inputs_pad_or_resize_the_tokenizer_output() -> None:
+    """cope-mode ``groups`` -> Δ-encoder inputs: zero padding to a multiple of 16, or a resize that scales the
+    motion vectors with the frame."""
+    from types import SimpleNamespace
+
+    from ov2_model.delta import cope_delta_inputs, cope_layout, is_cope_tokens
+
+    p, h, w = 3, 40, 72
+    motion = torch.zeros(p, h // 4, w // 4, 2)
+    motion[..., 0], motion[..., 1] = 4.0, -2.0
+    residual = torch.randint(-50, 50, (p, h, w, 3), dtype=torch.int16)
+    vt = SimpleNamespace(
+        meta={"mode": "cope"}, merge_size=2,
+        groups={"delta_motion": motion, "delta_residual": residual, "delta_t_s": torch.tensor([0.5, 1.0, 2.0])},
+        canvas_kind=torch.zeros(2, dtype=torch.int8), canvas=torch.tensor([0] * 8 + [1] * 8),
+        t_s=torch.tensor([0.0] * 8 + [1.0] * 8), frame=torch.tensor([0] * 8 + [30] * 8))
+    assert is_cope_tokens(vt)
+    d = cope_delta_inputs(vt)
+    assert d["residual"].shape == (p, 48, 80, 3) and d["motion"].shape == (p, 12, 20, 2)
+    assert torch.equal(d["residual"][:, :h, :w], residual) and int(d["residual"][:, h:].abs().sum()) == 0
+    assert float(d["motion"][:, :10, :18, 0].min()) == 4.0 and float(d["motion"][:, 10:].abs().sum()) == 0
+    r = cope_delta_inputs(vt, size=(80, 144))  # twice the frame: vectors double
+    assert r["residual"].shape == (p, 80, 144, 3) and r["motion"].shape == (p, 20, 36, 2)
+    assert torch.allclose(r["motion"][..., 0], torch.full((p, 20, 36), 8.0))
+    assert torch.allclose(r["motion"][..., 1], torch.full((p, 20, 36), -4.0))
+    with pytest.raises(ValueError, match="multiple of the 16"):
+        cope_delta_inputs(vt, size=(40, 72))
+    assert d["i_times"].tolist() == [0.0, 1.0] and d["delta_times"].tolist() == [0.5, 1.0, 2.0]
+    # layout: I(0.0) 2 tokens, Δ(0.5) 8, then I(1.0) before Δ(1.0) in one run (same label), Δ(2.0)
+    lay = cope_layout(vt, 8)
+    assert [(r.t_s, r.n_tokens) for r in lay.runs] == [(0.0, 2), (0.5, 8), (1.0, 10), (2.0, 8)]
+    enc = DeltaEncoder(DeltaEncoderConfig(d_model=16, width=16, num_heads=2, num_layers=1, resnet_base=4))
+    assert enc(d["motion"], d["residual"]).tokens.shape == (p, 8, 16)
