@@ -229,7 +229,9 @@ class PackedVisualTokens:
     Sample-level: ``grid_thw`` int64 ``[B, 3]`` (canvases, Hc/p, Wc/p); ``cu_seqlens`` int32 ``[B+1]`` (token
     offsets of the samples); ``group_cu_seqlens`` / ``window_cu_seqlens`` int32 (offsets of the group / window
     segments, for varlen attention kernels); ``num_tokens`` merged LLM tokens per sample (N / m²);
-    ``metadata`` one dict per sample; ``failures`` the :class:`TokenFailure` records dropped from the batch.
+    ``metadata`` one dict per sample (``groups``: the sample's ``VisualTokens.groups``, 1-D tables as lists,
+    larger arrays such as cope's Δ tensors as tensors); ``failures`` the :class:`TokenFailure` records dropped
+    from the batch.
     """
 
     pixel_values: torch.Tensor
@@ -311,7 +313,10 @@ def _sample_metadata(vt: VisualTokens) -> Dict[str, Any]:
         "timestamps": [float(t) for t in times],
     }
     if vt.groups:
-        md["groups"] = {k: v.tolist() for k, v in vt.groups.items()}
+        # Per-group / per-step tables (1-D) as lists; larger arrays (cope's ``delta_motion`` [P, H/4, W/4, 2] and
+        # ``delta_residual`` [P, H, W, 3]) stay tensors: as nested lists they took ~100 MB and seconds per 720p
+        # sample in the collate function and were pickled element by element from the DataLoader workers.
+        md["groups"] = {k: (v.tolist() if v.dim() <= 1 else v) for k, v in vt.groups.items()}
     if "dataset" in vt.meta:
         md["dataset"] = dict(vt.meta["dataset"])
     return md
