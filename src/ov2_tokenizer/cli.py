@@ -32,11 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _BUILTIN:
         register(sub)
+    missing = []
     for ep in entry_points(group="ov2.cli"):
         try:
             ep.load()(sub)
-        except ImportError as exc:  # a plug-in whose optional dependencies are missing
-            print(f"ov2: plug-in {ep.name!r} unavailable: {exc}", file=sys.stderr)
+        except ImportError as exc:  # a plug-in whose optional dependencies are missing: said in --help only
+            missing.append(f"{ep.name} ({exc})")
+    if missing:
+        parser.epilog = ("unavailable plug-ins (pip install 'ov2[model]' for eval/train/chat): " + "; ".join(missing))
     return parser
 
 
@@ -56,4 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m ov2_tokenizer.cli` runs this file as __main__: use the package's module, on which the built-in
+    # commands register, not this second copy.
+    from ov2_tokenizer.cli import main as _main
+
+    sys.exit(_main())
