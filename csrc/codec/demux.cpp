@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "codec/error.h"
+#include "codec/push_source.h"
 
 namespace ov2 {
 
@@ -71,7 +72,9 @@ void Demuxer::arm_deadline(double timeout_s) {
 
 Demuxer::Demuxer(const Source& source, int stream_index, double timeout_s) : source_(source) {
   const std::string& name = source_.name;
-  if (!source_.data) {
+  if (source_.push) {
+    // bytes arrive later: emptiness shows when the push buffer is closed (PushBuffer::read)
+  } else if (!source_.data) {
     struct stat st {};
     if (::stat(source_.path.c_str(), &st) != 0)
       throw Error(ErrorKind::Open, name, std::string("cannot open: ") + std::strerror(errno));
@@ -99,7 +102,24 @@ void Demuxer::open(int stream_index, double timeout_s) {
   fmt_->interrupt_callback.opaque = this;
   arm_deadline(timeout_s);
 
-  if (source_.data) {
+  if (source_.push) {
+    // Push source: the read callback blocks until bytes are fed or the buffer is closed (codec/push_source.h).
+    constexpr int kBuf = 1 << 15;
+    auto* buf = static_cast<unsigned char*>(av_malloc(kBuf));
+    PushBuffer* pb = source_.push.get();
+    avio_ = buf ? avio_alloc_context(buf, kBuf, 0, pb, &PushBuffer::read_cb, nullptr,
+                                     pb->seekable() ? &PushBuffer::seek_cb : nullptr)
+                : nullptr;
+    if (!avio_) {
+      av_free(buf);
+      avformat_free_context(fmt_);
+      fmt_ = nullptr;
+      throw Error(ErrorKind::Open, name, "out of memory");
+    }
+    if (!pb->seekable()) avio_->seekable = 0;
+    fmt_->pb = avio_;
+    fmt_->flags |= AVFMT_FLAG_CUSTOM_IO;
+  } else if (source_.data) {
     cursor_ = std::make_unique<MemoryCursor>();
     cursor_->data = source_.data;
     // The opaque pair lives inside the cursor allocation's lifetime (freed in the destructor after avio).
@@ -118,7 +138,7 @@ void Demuxer::open(int stream_index, double timeout_s) {
     fmt_->flags |= AVFMT_FLAG_CUSTOM_IO;
   }
 
-  int ret = avformat_open_input(&fmt_, source_.data ? nullptr : source_.path.c_str(), nullptr, nullptr);
+  int ret = avformat_open_input(&fmt_, (source_.data || source_.push) ? nullptr : source_.path.c_str(), nullptr, nullptr);
   if (ret < 0) {  // avformat_open_input frees fmt_ on failure
     fmt_ = nullptr;
     if (timed_out()) throw Error(ErrorKind::Timeout, name, "timed out while opening");
@@ -183,7 +203,7 @@ void Demuxer::release() {
     avio_context_free(&avio_);
   }
   avio_ = nullptr;
-  delete static_cast<std::pair<const std::string*, int64_t*>*>(opaque);
+  if (!source_.push) delete static_cast<std::pair<const std::string*, int64_t*>*>(opaque);  // push: owned by source_
 }
 
 bool Demuxer::read(AVPacket* pkt) {

@@ -8,11 +8,14 @@
 
 namespace ov2 {
 
+class PushBuffer;  // codec/push_source.h
+
 // Where the bytes come from. `name` is what error messages call the source.
 struct Source {
   std::string path;                         // read from this file when `data` is null
   std::shared_ptr<const std::string> data;  // or from these bytes
   std::string name;                         // the path, "<bytes>" or "<file-like>"
+  std::shared_ptr<PushBuffer> push;         // or from bytes pushed incrementally (codec/push_source.h)
 };
 
 class Demuxer {

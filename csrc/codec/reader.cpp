@@ -153,6 +153,7 @@ class Decoder {
     start_s_ = st->start_time != AV_NOPTS_VALUE ? st->start_time * tb_ : 0.0;
     if (!std::isfinite(start_s_)) start_s_ = 0.0;
     // --- end robustness ---
+    if (req_.on_open) req_.on_open(dm_, req_);  // streaming: the request may depend on the opened stream
     estimate_ = codec_needs_estimate(dm_.stream()->codecpar->codec_id) && (req.mvs || req.residual || req.coding_cost);
   }
 
@@ -166,11 +167,8 @@ class Decoder {
     ordinal_ = 0;
     draining_ = false;
     segment_done_ = false;
-    refs_.clear();
-    ref_by_pts_.clear();
-    est_has_prev_ = false;
-    est_prev_ = Luma8();
-    epoch_by_pts_.clear();
+    restart_pending_ = false;
+    reset_gop_state();
     last_is_good_ = false;
     last_good_.reset();  // on_error=repeat: each segment starts without a frame to repeat (same for any threads)
     owed_ = 0;
@@ -224,7 +222,15 @@ class Decoder {
       }
       // --- end on_error=repeat ---
 
-      const bool wanted = req_.wants(index);
+      bool wanted;
+      if (req_.select) {  // streaming: a per-frame decision from the frame's time (as produce() computes it)
+        const int64_t p = frame_pts();
+        double t = p == AV_NOPTS_VALUE ? start_s_ + static_cast<double>(index) * frame_dur_s_ : p * tb_;
+        if (!std::isfinite(t)) t = start_s_ + static_cast<double>(index) * frame_dur_s_;
+        wanted = req_.select(index, t);
+      } else {
+        wanted = req_.wants(index);
+      }
       const bool done_after = index >= req_.last();
       if (wanted) {
         produce(index, out);
@@ -250,6 +256,7 @@ class Decoder {
       }
       if (pkt_->size <= 0) continue;
       if (pkt_->flags & AV_PKT_FLAG_CORRUPT) ++stats_.corrupt_packets;
+      if (req_.on_packet) req_.on_packet(pkt_.get());
       held_ = true;
       held_index_ = next_pkt_index_++;
       return true;
@@ -268,6 +275,7 @@ class Decoder {
     ctx_->max_pixels = int64_t(1) << 26;  // robustness: same cap as the Demuxer's, for sizes changed mid-stream
     if (req_.mvs || req_.residual || req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_MVS;
     if (req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_VIDEO_ENC_PARAMS;
+    sent_in_codec_ = 0;
     const int ret = avcodec_open2(ctx_.get(), dm_.decoder(), nullptr);
     if (ret < 0)
       throw Error(ErrorKind::UnsupportedCodec, name(),
@@ -279,13 +287,27 @@ class Decoder {
     for (;;) {
       int ret = avcodec_receive_frame(ctx_.get(), frame_.get());
       if (ret >= 0) return true;
-      if (ret == AVERROR_EOF) return false;
+      if (ret == AVERROR_EOF) {
+        if (restart_pending_) {  // the previous closed GOP is out: the next one starts from a fresh decoder
+          restart_codec();
+          continue;
+        }
+        return false;
+      }
       if (ret != AVERROR(EAGAIN)) {
         ++stats_.corrupt_packets;
         if (opt_.on_error == OnError::Raise)
           throw Error(ErrorKind::Corrupt, name(), "decoding failed (" + av_error_string(ret) + ")");
         if (opt_.on_error == OnError::Repeat) ++owed_;
+        if (draining_ && restart_pending_) {
+          restart_codec();
+          continue;
+        }
         if (draining_) return false;
+        continue;
+      }
+      if (draining_ && restart_pending_) {  // EAGAIN while draining should not happen
+        restart_codec();
         continue;
       }
       if (draining_) return false;  // EAGAIN while draining should not happen; end the segment
@@ -299,14 +321,23 @@ class Decoder {
         start_drain();
         continue;
       }
-      held_ = false;
       int8_t reference;
       uint8_t safe;
       cls_.classify(pkt_.get(), &reference, &safe);
+      // Every closed GOP is decoded from a freshly opened decoder, whichever decoder and segment it falls in: the
+      // previous GOP is drained first. Undamaged streams decode the same either way; a damaged GOP start is then
+      // concealed from nothing rather than from the previous GOP, so outputs never depend on num_threads.
+      if (safe && sent_in_codec_ > 0) {
+        restart_pending_ = true;
+        start_drain();
+        continue;  // the packet stays held
+      }
+      held_ = false;
       if (estimate_) note_epoch(safe);
       if (req_.residual && pkt_->pts != AV_NOPTS_VALUE) ref_by_pts_[pkt_->pts] = reference;
       ret = avcodec_send_packet(ctx_.get(), pkt_.get());
       ++packets_sent_;
+      ++sent_in_codec_;
       if (ret < 0 && ret != AVERROR(EAGAIN)) {
         ++stats_.corrupt_packets;
         if (opt_.on_error == OnError::Repeat) ++owed_;
@@ -346,6 +377,23 @@ class Decoder {
   void start_drain() {
     draining_ = true;
     avcodec_send_packet(ctx_.get(), nullptr);
+  }
+
+  // State that belongs to one closed GOP (references for the residual, estimated-motion history).
+  void reset_gop_state() {
+    refs_.clear();
+    ref_by_pts_.clear();
+    est_has_prev_ = false;
+    est_prev_ = Luma8();
+    epoch_by_pts_.clear();
+  }
+
+  // After the drain at a closed-GOP start: a fresh decoder (as a parallel segment's) and fresh GOP state.
+  void restart_codec() {
+    restart_pending_ = false;
+    draining_ = false;
+    reset_gop_state();
+    open_codec();
   }
 
   int64_t frame_pts() const {
@@ -405,10 +453,12 @@ class Decoder {
       // swscale's SIMD writers may store up to a vector past the last row: pad the allocation.
       to_rgb(f, out.rgb_w, out.rgb_h, out.rgb.allocate(static_cast<size_t>(out.rgb_w) * out.rgb_h * 3 + kSwsPadding));
     }
-    const bool need_field = req_.mvs || req_.residual || req_.coding_cost;
+    // The dense field is made only when an output needs it: rows alone (mvs without mvs_dense) cost a copy.
+    const bool dense_out = req_.mvs && (req_.mvs_dense || req_.residual || req_.coding_cost);
+    const bool need_field = dense_out || req_.residual || req_.coding_cost;
     const int64_t est_epoch = estimate_ ? frame_epoch() : 0;
     const Luma8* est_ref = nullptr;
-    if (need_field) {
+    if (need_field || req_.mvs) {
       if (estimate_) est_ref = estimate_rows(letter, out.keyframe, cur, est_epoch);
       else export_motion_rows(f, rows_);
       const int64_t n = static_cast<int64_t>(rows_.size() / kMvCols);
@@ -419,13 +469,17 @@ class Decoder {
       if (req_.mvs) {
         int32_t* dst = out.mvs.allocate(rows_.size());
         if (!rows_.empty()) std::memcpy(dst, rows_.data(), rows_.size() * sizeof(int32_t));  // UBSan: no null src
+      }
+      if (dense_out) {
         mv = out.mv_field.allocate(cells * 4);
         mask = out.intra_mask.allocate(cells);
         flags = out.mv_flags.allocate(cells);
       }
-      densify_motion(rows_.data(), n, W, H, field_, mv, mask, flags);
-      if (mask && letter == 'I') std::memset(mask, 1, cells);
-      if (req_.coding_cost) coding_cost(field_, letter == 'I', f, out.coding_cost.allocate(cells));
+      if (need_field) {
+        densify_motion(rows_.data(), n, W, H, field_, mv, mask, flags);
+        if (mask && letter == 'I') std::memset(mask, 1, cells);
+        if (req_.coding_cost) coding_cost(field_, letter == 'I', f, out.coding_cost.allocate(cells));
+      }
     }
     const bool reference = req_.residual ? is_reference(letter) : false;
     if (req_.residual) {
@@ -456,16 +510,25 @@ class Decoder {
     FramePtr view(av_frame_clone(f));
     if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
       throw Error(ErrorKind::Corrupt, name(), "cannot crop a decoded frame");
-    SwsContext* before = rgb_sws_.ctx;
-    rgb_sws_.ctx = sws_getCachedContext(rgb_sws_.ctx, view->width, view->height,
-                                        static_cast<AVPixelFormat>(view->format), W, H, AV_PIX_FMT_RGB24,
-                                        SWS_BILINEAR, nullptr, nullptr, nullptr);
-    if (!rgb_sws_.ctx) throw Error(ErrorKind::UnsupportedCodec, name(), "cannot convert the pixel format to RGB");
     const int full = view->color_range == AVCOL_RANGE_JPEG || view->format == AV_PIX_FMT_YUVJ420P ||
-                     view->format == AV_PIX_FMT_YUVJ422P || view->format == AV_PIX_FMT_YUVJ444P;
+                     view->format == AV_PIX_FMT_YUVJ422P || view->format == AV_PIX_FMT_YUVJ444P ||
+                     view->format == AV_PIX_FMT_YUVJ440P;
     const int cs = view->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT;
-    // Setting the colour details rebuilds swscale's tables: only when the context or the details change.
-    if (rgb_sws_.ctx != before || cs != rgb_cs_ || full != rgb_full_) {
+    // The deprecated full-range "yuvj" formats are their yuv twins plus the range (set below): swscale rewrites
+    // them internally, so a cached context keyed on them would be rebuilt on every call and lose the colour
+    // details. The context is ours, keyed on everything that shapes its output, and rebuilt only when that
+    // changes — the same conversion for every frame whatever the process did before.
+    AVPixelFormat fmt = static_cast<AVPixelFormat>(view->format);
+    if (fmt == AV_PIX_FMT_YUVJ420P) fmt = AV_PIX_FMT_YUV420P;
+    else if (fmt == AV_PIX_FMT_YUVJ422P) fmt = AV_PIX_FMT_YUV422P;
+    else if (fmt == AV_PIX_FMT_YUVJ444P) fmt = AV_PIX_FMT_YUV444P;
+    else if (fmt == AV_PIX_FMT_YUVJ440P) fmt = AV_PIX_FMT_YUV440P;
+    const RgbKey key{view->width, view->height, static_cast<int>(fmt), W, H, cs, full};
+    if (!rgb_sws_.ctx || !(key == rgb_key_)) {
+      sws_freeContext(rgb_sws_.ctx);
+      rgb_sws_.ctx = sws_getContext(view->width, view->height, fmt, W, H, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr,
+                                    nullptr, nullptr);
+      if (!rgb_sws_.ctx) throw Error(ErrorKind::UnsupportedCodec, name(), "cannot convert the pixel format to RGB");
       int* inv_table = nullptr;
       int* table = nullptr;
       int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
@@ -473,8 +536,7 @@ class Decoder {
                                    &saturation) >= 0)
         sws_setColorspaceDetails(rgb_sws_.ctx, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
                                  brightness, contrast, saturation);
-      rgb_cs_ = cs;
-      rgb_full_ = full;
+      rgb_key_ = key;
     }
     uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
     int ls[4] = {W * 3, 0, 0, 0};
@@ -542,12 +604,21 @@ class Decoder {
   PacketPtr pkt_;
   FramePtr frame_;
   SwsHolder sws_, rgb_sws_;
-  int rgb_cs_ = -1, rgb_full_ = -1;
+  struct RgbKey {
+    int src_w = 0, src_h = 0, src_fmt = -1, dst_w = 0, dst_h = 0, cs = -1, full = -1;
+    bool operator==(const RgbKey& o) const {
+      return src_w == o.src_w && src_h == o.src_h && src_fmt == o.src_fmt && dst_w == o.dst_w && dst_h == o.dst_h &&
+             cs == o.cs && full == o.full;
+    }
+  };
+  RgbKey rgb_key_;
   double tb_ = 0.0, frame_dur_s_ = 0.04, start_s_ = 0.0;
   FramePtr last_good_;                         // on_error=repeat: the last frame that decoded cleanly
   int64_t owed_ = 0, packets_sent_ = 0;        // on_error=repeat: frames owed for failed packets; packets fed
   bool last_is_good_ = false;                  // on_error=repeat: last_good_ decoded cleanly (else a stand-in)
   bool held_ = false, demux_eof_ = false, draining_ = false, segment_done_ = false;
+  bool restart_pending_ = false;  // draining before a closed GOP that gets a fresh decoder
+  int64_t sent_in_codec_ = 0;     // packets fed to the current decoder since it was opened
   int64_t held_index_ = -1, next_pkt_index_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
   std::deque<Luma8> refs_;
   std::map<int64_t, int8_t> ref_by_pts_;
@@ -765,6 +836,10 @@ class MonotonicTimes : public FrameStream {
 
 VideoInfo read_info(const Source& source, const ReaderOptions& options) {
   Demuxer dm(source, options.stream_index, options.timeout_s);
+  return stream_info(dm);
+}
+
+VideoInfo stream_info(const Demuxer& dm) {
   const AVStream* st = dm.stream();
   const AVCodecParameters* par = st->codecpar;
   VideoInfo info;
@@ -803,7 +878,8 @@ std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptio
                                          const FrameRequest& request) {
   // on_error=repeat decodes with one decoder: a closed GOP whose packets all fail has nothing of its own to repeat,
   // and only the sequential decoder holds the previous GOP's last good frame (same output for any num_threads).
-  if (options.num_threads > 1 && options.on_error != OnError::Repeat) {
+  // A push source cannot be read twice (the packet table up front): it always uses the sequential decoder.
+  if (options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push) {
     Demuxer dm(source, options.stream_index, options.timeout_s);
     const PacketTable t = read_packet_table(dm, false);
     if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");

@@ -47,10 +47,19 @@ struct FrameRequest {
   bool all = true;
   std::vector<int64_t> indices;  // sorted, unique; used when !all
   bool luma = true, rgb = false, mvs = false, residual = false, coding_cost = false;
+  bool mvs_dense = true;  // with mvs: the dense field, intra mask and flags too (false: rows only)
   int rgb_width = 0, rgb_height = 0;  // RGB output size (0: the visible size); resized with bilinear swscale
   // Runs on the decoding thread right after a requested frame's products are made; it may reduce them
   // (e.g. to block scores) so that per-frame work runs in parallel with decoding and little crosses to Python.
   std::function<void(struct FrameOut&)> post;
+  // --- streaming hooks (optional; codec/push_source.h). They run on the decoding thread. ---
+  // Called once the stream is open, before any packet is decoded; may adjust this request (e.g. the RGB size).
+  std::function<void(const Demuxer&, FrameRequest&)> on_open;
+  // Called for every packet of the stream as it is demuxed (decode order, empty packets skipped).
+  std::function<void(const AVPacket*)> on_packet;
+  // When set (with all = true), decides per decoded frame whether it is requested, instead of `indices`:
+  // select(presentation-order index, presentation time in seconds as FrameOut::pts_s would hold it).
+  std::function<bool(int64_t index, double pts_s)> select;
   bool wants(int64_t index) const;
   int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
 };
@@ -113,6 +122,8 @@ class FrameStream {
 };
 
 VideoInfo read_info(const Source& source, const ReaderOptions& options);
+// The information of an opened demuxer's stream (what read_info returns).
+VideoInfo stream_info(const Demuxer& demuxer);
 PacketTable read_packets(const Source& source, const ReaderOptions& options);
 std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptions& options, const FrameRequest& request);
 

@@ -28,7 +28,9 @@ __version__ = "0.1.0"
 
 # The token API needs torch; it is imported on first use so that the codec core (open_video) stays light
 # (no torch import in processes that only read codec data).
-_LAZY = {"tokenize_video": ".tokenize", "tokenize_image": ".tokenize", "VisualTokens": ".tokens"}
+_LAZY = {"tokenize_video": ".tokenize", "tokenize_image": ".tokenize", "VisualTokens": ".tokens",
+         "tokenize_batch": ".tokenize",
+         "build_info": "._build_info", "StreamTokenizer": ".stream"}
 
 
 def __getattr__(name: str):
@@ -48,6 +50,8 @@ __all__ = [
     "open_video",
     "tokenize_video",
     "tokenize_image",
+    "tokenize_batch",
+    "StreamTokenizer",
     "TokenizerConfig",
     "VisualTokens",
     "VideoReader",
@@ -56,6 +60,7 @@ __all__ = [
     "Frame",
     "MV_COLUMNS",
     "sample_video",
+    "build_info",
     "errors",
     "Ov2Error",
     "VideoOpenError",

@@ -9,8 +9,9 @@ from .cli import builtin
 
 @builtin
 def _register_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print stream information and the packet summary of videos")
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p = sub.add_parser("info", help="print stream information and the packet summary of videos "
+                       "(without a video: how ov2 was built and which FFmpeg it runs on)")
+    p.add_argument("videos", nargs="*", metavar="VIDEO")
     p.add_argument("--json", action="store_true", help="print one JSON object per video")
 
     def run(args: argparse.Namespace) -> int:
@@ -18,6 +19,11 @@ def _register_info(sub: argparse._SubParsersAction) -> None:
 
         from .video import open_video
 
+        if not args.videos:  # ov2_tokenizer.build_info() (docs/packaging.md)
+            from ._build_info import build_info, format_build_info
+
+            print(json.dumps(build_info()) if args.json else format_build_info())
+            return 0
         for path in args.videos:
             v = open_video(path)
             info = asdict(v.info)
@@ -221,6 +227,54 @@ def _register_primitives(sub: argparse._SubParsersAction) -> None:
         s = dump_primitives(args.video, args.out, max_frames=args.max_frames, num_threads=args.threads)
         print(f"{args.video}: {s['packets']} packets, {s['frames']} frames ({s['motion_source']} vectors) -> "
               f"{s['out_dir']}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@builtin
+def _register_preprocess(sub: argparse._SubParsersAction) -> None:
+    from .config import MODES
+
+    p = sub.add_parser("preprocess", help="tokenize a manifest of videos into webdataset tar shards "
+                                          "(local process pool or Ray Data; resumable)")
+    p.add_argument("manifest", metavar="MANIFEST", help="a text file of video paths, or JSON lines "
+                                                        '{"path": ..., "key": ..., "mode": ..., "config": {...}}')
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory of shard-NNNNNN.tar (created)")
+    p.add_argument("--engine", default="local", choices=("local", "ray"))
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes (local; 0: in this process) / CPUs of a locally started Ray instance "
+                        "(default: all cores)")
+    p.add_argument("--threads-per-worker", type=int, default=1, metavar="N", help="torch/decode threads per worker")
+    p.add_argument("--shard-size", type=int, default=64, metavar="N", help="videos per shard (default 64)")
+    p.add_argument("--mode", default="codec_stream", choices=MODES)
+    p.add_argument("--format", default="npz", choices=("npz", "safetensors"))
+    p.add_argument("--max-canvases", type=int, default=None, metavar="N")
+    p.add_argument("--num-frames", type=int, default=None, metavar="N")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to use ('auto', 'ray://head:10001'); default: a local instance")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_arg(p)
+
+    def run(args: argparse.Namespace) -> int:
+        import sys
+
+        from .preprocess import preprocess
+
+        cfg = _config_from_args(args.config)
+        direct = {"max_canvases": args.max_canvases, "num_frames": args.num_frames, "max_pixels": args.max_pixels}
+        direct = {k: v for k, v in direct.items() if v is not None}
+        if direct:
+            cfg = cfg.replace(**direct)
+        s = preprocess(args.manifest, args.out, engine=args.engine, mode=args.mode, config=cfg, fmt=args.format,
+                       shard_size=args.shard_size, workers=args.workers, threads_per_worker=args.threads_per_worker,
+                       ray_address=args.ray_address, progress=not args.no_progress)
+        print(s)
+        if s.unexpected:
+            print(f"ov2: error: {s.unexpected} videos failed with unexpected (non-ov2) errors, see "
+                  f"{s.failures_file}", file=sys.stderr)
+            return 1
         return 0
 
     p.set_defaults(func=run)

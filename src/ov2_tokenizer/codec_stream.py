@@ -203,43 +203,60 @@ def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTok
     scores, cand_frame, cand_t, canvases = state.scores, state.cand_frame, state.cand_t, state.canvases
     rec = core.tok.pack_records(plan, cand_frame, cand_t, hc, wc, cfg.patch_size, cfg.merge_size, cfg.temporal_coord)
     t_pack = time.perf_counter()
+    return assemble_tokens(
+        cfg, plan, rec, part, torch.from_numpy(np.ascontiguousarray(canvases)), name=video.name, t0=t0,
+        canvas_hw=(hc, wc), motion_source=info.motion_source, cand_frame=cand_frame, cand_t=cand_t,
+        extra_meta={"timings": {"plan": t_plan - t_start, "decode_score_pack": t_decode - t_plan,
+                                "records": t_pack - t_decode},
+                    "decode_passes": state.passes, **dict(video.stats)},
+    )
+
+
+def assemble_tokens(cfg: TokenizerConfig, plan: dict, rec: dict, part: dict, canvases: torch.Tensor, *, name: str,
+                    t0: float, canvas_hw, motion_source: str, cand_frame: np.ndarray, cand_t: np.ndarray,
+                    extra_meta: dict, device=None) -> VisualTokens:
+    """The codec_stream VisualTokens from a plan (``core.tok.allocate``), its records and the packed canvases;
+    the other tensors go to ``device`` (CPU when None; the CUDA path passes its device)."""
     g_start = np.asarray(plan["group_start"], dtype=np.float64) * cfg.bin_s + t0
     g_end = (np.asarray(plan["group_end"], dtype=np.float64) + 1) * cfg.bin_s + t0
     t_s = np.asarray(rec["t_s"], dtype=np.float32)
     t_s = np.where(np.asarray(rec["frame"]) < 0, np.float32("nan"), t_s)
+
+    def tensor(a, dtype):
+        t = torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=dtype)))
+        return t if device is None else t.to(device, non_blocking=True)
+
     return VisualTokens(
-        canvases=torch.from_numpy(np.ascontiguousarray(canvases)),
-        canvas_kind=torch.from_numpy(np.asarray(plan["canvas_kind"], dtype=np.int8)),
-        canvas=torch.from_numpy(np.asarray(rec["canvas"], dtype=np.int32)),
-        frame=torch.from_numpy(np.asarray(rec["frame"], dtype=np.int32)),
-        t_s=torch.from_numpy(t_s),
-        can_hw=torch.from_numpy(np.asarray(rec["can_hw"], dtype=np.int16)),
-        src_hw=torch.from_numpy(np.asarray(rec["src_hw"], dtype=np.int16)),
-        group=torch.from_numpy(np.asarray(rec["group"], dtype=np.int32)),
-        pos_thw=torch.from_numpy(np.asarray(rec["pos_thw"], dtype=np.int32)),
+        canvases=canvases,
+        canvas_kind=tensor(plan["canvas_kind"], np.int8),
+        canvas=tensor(rec["canvas"], np.int32),
+        frame=tensor(rec["frame"], np.int32),
+        t_s=tensor(t_s, np.float32),
+        can_hw=tensor(rec["can_hw"], np.int16),
+        src_hw=tensor(rec["src_hw"], np.int16),
+        group=tensor(rec["group"], np.int32),
+        pos_thw=tensor(rec["pos_thw"], np.int32),
         groups={
-            "start_s": torch.from_numpy(g_start),
-            "end_s": torch.from_numpy(g_end),
-            "bit_cost": torch.from_numpy(np.asarray(plan["group_cost"], dtype=np.float64)),
-            "num_p": torch.from_numpy(np.asarray(plan["group_num_p"], dtype=np.int32)),
+            "start_s": tensor(g_start, np.float64),
+            "end_s": tensor(g_end, np.float64),
+            "bit_cost": tensor(plan["group_cost"], np.float64),
+            "num_p": tensor(plan["group_num_p"], np.int32),
         },
         meta={
             "mode": "codec_stream",
             "patch_size": cfg.patch_size,
             "merge_size": cfg.merge_size,
             "config": cfg.to_dict(),
-            "source": video.name,
-            "canvas_hw": [hc, wc],
-            "motion_source": info.motion_source,
+            "source": name,
+            "canvas_hw": [int(canvas_hw[0]), int(canvas_hw[1])],
+            "motion_source": motion_source,
             "partition": {k2: (v.tolist() if isinstance(v, np.ndarray) else v) for k2, v in part.items()},
-            "candidates": cand_frame.tolist(),
-            "candidate_times": cand_t.tolist(),
+            "candidates": np.asarray(cand_frame).tolist(),
+            "candidate_times": np.asarray(cand_t).tolist(),
             "canvas_widen": np.asarray(plan["canvas_widen"]).tolist(),
             "canvas_whole": np.asarray(plan["canvas_whole"]).tolist(),
             "canvas_frame": np.asarray(plan["canvas_frame"]).tolist(),
             "merges": {"empty": int(plan["merges_empty"]), "budget": int(plan["merges_budget"])},
-            "timings": {"plan": t_plan - t_start, "decode_score_pack": t_decode - t_plan, "records": t_pack - t_decode},
-            "decode_passes": state.passes,
-            **dict(video.stats),
+            **extra_meta,
         },
     )

@@ -47,6 +47,13 @@ class TokenizerConfig:
     # 5.4 / 5.5 saliency and block score
     percentile: float = 95.0
     beta: float = 0.5
+    # codec_stream schedule (docs/streaming.md): "global" = DESIGN §5 with whole-video quantities (default);
+    # "stream" = the causal schedule of StreamTokenizer (candidates at candidate_fps, running θ, per-group counts)
+    schedule: str = "global"
+    candidate_fps: float = 2.0  # stream: candidate frames per second (the first frame at or after each slot)
+    stream_group_s: float = 4.0  # stream: θ_k = mean bin energy so far × stream_group_s / bin_s
+    stream_p_canvases: int = 3  # stream: P-canvases of a group whose bit-cost equals θ_k
+    stream_max_p_canvases: int = 6  # stream: P-canvases per group are clamped to [1, stream_max_p_canvases]
     # 5.6 budget and allocation
     max_canvases: int = 32
     anchor: str = "first"  # "first" | "center"
@@ -89,10 +96,15 @@ class TokenizerConfig:
                 raise ConfigError(name, f"must be one of {options}, got {getattr(self, name)!r}")
 
         for n in ("patch_size", "merge_size", "min_pixels", "max_pixels", "num_frames", "max_canvases",
-                  "valley_radius", "ovenc_slots", "ovenc_size", "ovenc_patch", "ovenc_topk", "cope_fusion"):
+                  "valley_radius", "ovenc_slots", "ovenc_size", "ovenc_patch", "ovenc_topk", "cope_fusion",
+                  "stream_p_canvases", "stream_max_p_canvases"):
             pos_int(n)
-        for n in ("bin_s", "t_min_s", "t_max_s"):
+        for n in ("bin_s", "t_min_s", "t_max_s", "candidate_fps", "stream_group_s"):
             pos_float(n)
+        choice("schedule", ("global", "stream"))
+        if self.stream_p_canvases > self.stream_max_p_canvases:
+            raise ConfigError("stream_p_canvases", f"must be <= stream_max_p_canvases ({self.stream_max_p_canvases}), "
+                                                   f"got {self.stream_p_canvases}")
         if self.fps is not None:
             pos_float("fps")
         if self.min_pixels > self.max_pixels:

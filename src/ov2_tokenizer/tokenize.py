@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .tokens import VisualTokens
 from .video import VideoSource, open_video
 
-__all__ = ["tokenize_video", "tokenize_image"]
+__all__ = ["tokenize_video", "tokenize_image", "tokenize_batch"]
 
 
 def _config(config: Optional[TokenizerConfig], overrides: dict) -> TokenizerConfig:
@@ -46,6 +46,15 @@ def tokenize_video(
     if str(device) not in ("cpu",) and not str(device).startswith("cuda"):
         raise ConfigError("device", f"must be 'cpu' or 'cuda[:N]', got {device!r}")
     cfg = _config(config, overrides)
+    if mode == "codec_stream" and cfg.schedule == "stream":  # the causal schedule of StreamTokenizer (docs/streaming.md)
+        from .stream import tokenize_stream
+
+        vt = tokenize_stream(source, cfg)
+        return vt if str(device) == "cpu" else vt.to(device)
+    if mode == "codec_stream" and str(device).startswith("cuda"):  # the GPU path (docs/gpu.md)
+        from .gpu import tokenize_codec_stream_cuda
+
+        return tokenize_codec_stream_cuda(source, cfg, device)
     video = open_video(source, num_threads=cfg.num_threads, on_error=cfg.on_error, timeout_s=cfg.timeout_s)
     if mode == "codec_stream":
         from .codec_stream import tokenize_codec_stream
@@ -88,3 +97,18 @@ def tokenize_image(
     else:
         vt = tokenize_video(source, mode="image", config=cfg)
     return vt if str(device) == "cpu" else vt.to(device)
+
+
+def tokenize_batch(
+    sources, mode: str = "codec_stream", config: Optional[TokenizerConfig] = None, device: str = "cpu", **kwargs
+) -> list:
+    """Tokenizes a sequence of videos; returns their :class:`VisualTokens` in order.
+
+    ``device="cpu"``: a thread pool of ``tokenize_video`` calls. ``device="cuda"``: CPU decode threads fill pinned
+    buffers while the GPU tokenizes (codec_stream), outputs are CUDA tensors. Keyword options of
+    :func:`ov2_tokenizer.gpu.tokenize_batch` (``workers``, ``prefetch``, ``return_exceptions``) and config
+    overrides are accepted.
+    """
+    from .gpu import tokenize_batch as _tokenize_batch
+
+    return _tokenize_batch(sources, mode=mode, config=config, device=device, **kwargs)

@@ -79,25 +79,79 @@ class Packets:
         return int(self.size.shape[0])
 
 
-@dataclass
 class Frame:
-    """One decoded frame in presentation order. Optional products are ``None`` unless requested."""
+    """One decoded frame in presentation order. Optional products are ``None`` unless requested.
 
-    index: int
-    pts_s: float
-    pict_type: str  # 'I', 'P', 'B' ('?' when the decoder does not say)
-    keyframe: bool
-    luma: Optional[np.ndarray]  # uint8 H x W
-    rgb: Optional[np.ndarray] = None  # uint8 H x W x 3 (with_rgb=True)
-    motion_vectors: Optional[np.ndarray] = None  # int32 N x 10, see MV_COLUMNS
-    mv_field: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) x 4: L0 dx, dy, L1 dx, dy (pixels)
-    intra_mask: Optional[np.ndarray] = None  # bool ceil(H/4) x ceil(W/4): cells without any vector
-    mv_flags: Optional[np.ndarray] = None  # uint8 ceil(H/4) x ceil(W/4): bit 0 has L0, bit 1 has L1
-    residual: Optional[np.ndarray] = None  # int16 H x W, motion-compensated prediction residual
-    coding_cost: Optional[np.ndarray] = None  # float32 ceil(H/4) x ceil(W/4) in [0, 1]
-    scores: Optional[np.ndarray] = None  # float32 block scores (frames(block_scores=...))
-    width: int = 0
-    height: int = 0
+    With ``with_mvs=True`` the dense motion products (``mv_field``, ``intra_mask``, ``mv_flags``) are made from the
+    rows on first access (by the core, exactly as the decoder threads make them when a residual or coding cost is
+    requested too), so reading only ``motion_vectors`` costs no more than the rows.
+    """
+
+    __slots__ = ("index", "pts_s", "pict_type", "keyframe", "luma", "rgb", "motion_vectors", "_mv_field",
+                 "_intra_mask", "_mv_flags", "residual", "coding_cost", "scores", "width", "height")
+
+    def __init__(
+        self,
+        index: int,
+        pts_s: float,
+        pict_type: str,
+        keyframe: bool,
+        luma: Optional[np.ndarray],
+        rgb: Optional[np.ndarray] = None,
+        motion_vectors: Optional[np.ndarray] = None,
+        mv_field: Optional[np.ndarray] = None,
+        intra_mask: Optional[np.ndarray] = None,
+        mv_flags: Optional[np.ndarray] = None,
+        residual: Optional[np.ndarray] = None,
+        coding_cost: Optional[np.ndarray] = None,
+        scores: Optional[np.ndarray] = None,
+        width: int = 0,
+        height: int = 0,
+    ):
+        self.index = index
+        self.pts_s = pts_s
+        self.pict_type = pict_type  # 'I', 'P', 'B' ('?' when the decoder does not say)
+        self.keyframe = keyframe
+        self.luma = luma  # uint8 H x W
+        self.rgb = rgb  # uint8 H x W x 3 (with_rgb=True)
+        self.motion_vectors = motion_vectors  # int32 N x 10, see MV_COLUMNS
+        self._mv_field = mv_field
+        self._intra_mask = intra_mask
+        self._mv_flags = mv_flags
+        self.residual = residual  # int16 H x W, motion-compensated prediction residual
+        self.coding_cost = coding_cost  # float32 ceil(H/4) x ceil(W/4) in [0, 1]
+        self.scores = scores  # float32 block scores (frames(block_scores=...))
+        self.width = width
+        self.height = height
+
+    def _densify(self) -> None:
+        if self._mv_field is None and self.motion_vectors is not None and self.width > 0 and self.height > 0:
+            self._mv_field, self._intra_mask, self._mv_flags = core.densify_motion(
+                self.motion_vectors, self.width, self.height, self.pict_type == "I")
+
+    @property
+    def mv_field(self) -> Optional[np.ndarray]:
+        """float32 ceil(H/4) x ceil(W/4) x 4: L0 dx, dy, L1 dx, dy (pixels)."""
+        self._densify()
+        return self._mv_field
+
+    @property
+    def intra_mask(self) -> Optional[np.ndarray]:
+        """bool ceil(H/4) x ceil(W/4): cells without any vector (all of an I-frame)."""
+        self._densify()
+        return self._intra_mask
+
+    @property
+    def mv_flags(self) -> Optional[np.ndarray]:
+        """uint8 ceil(H/4) x ceil(W/4): bit 0 has an L0 vector, bit 1 has an L1 vector."""
+        self._densify()
+        return self._mv_flags
+
+    def __repr__(self) -> str:
+        have = [k for k in ("luma", "rgb", "motion_vectors", "residual", "coding_cost", "scores")
+                if getattr(self, k) is not None]
+        return (f"Frame(index={self.index}, pts_s={self.pts_s:.4f}, pict_type={self.pict_type!r}, "
+                f"{self.width}x{self.height}, products={have})")
 
 
 def _source_args(source: VideoSource) -> tuple[object, str]:
@@ -222,7 +276,8 @@ class VideoReader:
         rh, rw = (0, 0) if rgb_size is None else (int(rgb_size[0]), int(rgb_size[1]))
         if rh < 0 or rw < 0:
             raise errors.ConfigError("rgb_size", f"must be (height, width) >= 0, got {rgb_size!r}")
-        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb, rw, rh, block_scores)
+        it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb, rw, rh, block_scores,
+                                 mvs_dense=False)
         return self._iterate(it, complete=idx is None)
 
     def _iterate(self, it, complete: bool) -> Iterator[Frame]:

@@ -155,3 +155,31 @@ def test_abandoned_iterators_do_not_hang(bframe_clip):
             it.close()
         first = next(iter(r.frames([25], **ALL)))
         assert first.index == 25
+
+
+def test_dense_motion_on_access_equals_decoder_made(bframe_clip):
+    """with_mvs alone hands over the rows; the dense field, intra mask and flags made on first access equal the
+    ones the decoder threads make when a residual is requested too (B-frames: L0 and L1 cells)."""
+    path = str(bframe_clip.path)
+    eager = list(ov2.open_video(path).frames(with_luma=False, with_mvs=True, with_residual=True))
+    lazy = list(ov2.open_video(path).frames(with_luma=False, with_mvs=True))
+    assert len(eager) == len(lazy) > 0
+    assert any(f.pict_type == "B" for f in lazy) and any(f.pict_type == "I" for f in lazy)
+    for e, f in zip(eager, lazy):
+        assert f._mv_field is None  # nothing dense was made before access
+        np.testing.assert_array_equal(f.motion_vectors, e.motion_vectors)
+        np.testing.assert_array_equal(f.mv_field, e.mv_field)
+        np.testing.assert_array_equal(f.intra_mask, e.intra_mask)
+        np.testing.assert_array_equal(f.mv_flags, e.mv_flags)
+        assert f.intra_mask.dtype == bool and f.mv_flags.dtype == np.uint8
+
+
+def test_densify_motion_rejects_bad_rows():
+    from ov2_tokenizer._native import core
+
+    with pytest.raises(ov2.errors.ConfigError):
+        core.densify_motion(np.zeros((3, 9), np.int32), 16, 16)
+    with pytest.raises(ov2.errors.ConfigError):
+        core.densify_motion(np.zeros((0, 10), np.int32), 0, 16)
+    field, mask, flags = core.densify_motion(np.zeros((0, 10), np.int32), 17, 9, True)
+    assert field.shape == (3, 5, 4) and mask.all() and not flags.any()
