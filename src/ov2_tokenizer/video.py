@@ -135,17 +135,29 @@ class Frame:
         self._densify()
         return self._mv_field
 
+    @mv_field.setter
+    def mv_field(self, value: Optional[np.ndarray]) -> None:
+        self._mv_field = value
+
     @property
     def intra_mask(self) -> Optional[np.ndarray]:
         """bool ceil(H/4) x ceil(W/4): cells without any vector (all of an I-frame)."""
         self._densify()
         return self._intra_mask
 
+    @intra_mask.setter
+    def intra_mask(self, value: Optional[np.ndarray]) -> None:
+        self._intra_mask = value
+
     @property
     def mv_flags(self) -> Optional[np.ndarray]:
         """uint8 ceil(H/4) x ceil(W/4): bit 0 has an L0 vector, bit 1 has an L1 vector."""
         self._densify()
         return self._mv_flags
+
+    @mv_flags.setter
+    def mv_flags(self, value: Optional[np.ndarray]) -> None:
+        self._mv_flags = value
 
     def __repr__(self) -> str:
         have = [k for k in ("luma", "rgb", "motion_vectors", "residual", "coding_cost", "scores")
