@@ -5,6 +5,8 @@
 // Errors: bad arguments raise ValueError, CUDA failures RuntimeError (with the CUDA message); a machine without a
 // driver or device is reported by available() / device_count(), never by a crash.
 #include <pybind11/numpy.h>
+
+#include "bindings/arrays.h"
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -41,12 +43,7 @@ void raise_if(const oc::Status& st) {
   throw std::runtime_error("CUDA: " + st.message);
 }
 
-template <typename T>
-py::array_t<T> to_numpy(const std::vector<T>& v) {
-  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-  if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(T));
-  return out;
-}
+using ov2::bind::to_numpy;
 
 oc::Rect to_rect(const std::vector<int64_t>& v) {
   if (v.size() != 4) throw py::value_error("valid: expected (y0, x0, y1, x1)");
@@ -78,37 +75,7 @@ void run(F&& f) {
   raise_if(st);
 }
 
-py::dict alloc_dict(const oc::AllocOutput& r) {
-  py::dict d;
-  d["group_start"] = to_numpy(r.group_start);
-  d["group_end"] = to_numpy(r.group_end);
-  d["group_cost"] = to_numpy(r.group_cost);
-  d["group_anchor"] = to_numpy(r.group_anchor);
-  d["group_num_p"] = to_numpy(r.group_num_p);
-  d["group_capacity"] = to_numpy(r.group_capacity);
-  d["group_num_frames"] = to_numpy(r.group_num_frames);
-  d["merges_empty"] = r.merges_empty;
-  d["merges_budget"] = r.merges_budget;
-  d["cand_group"] = to_numpy(r.cand_group);
-  d["cand_weight"] = to_numpy(r.cand_weight);
-  d["cand_cum"] = to_numpy(r.cand_cum);
-  d["cand_stratum"] = to_numpy(r.cand_stratum);
-  d["canvas_kind"] = to_numpy(r.canvas_kind);
-  d["canvas_group"] = to_numpy(r.canvas_group);
-  d["canvas_frame"] = to_numpy(r.canvas_frame);
-  d["canvas_rank"] = to_numpy(r.canvas_rank);
-  d["canvas_lo"] = to_numpy(r.canvas_lo);
-  d["canvas_hi"] = to_numpy(r.canvas_hi);
-  d["canvas_widen"] = to_numpy(r.canvas_widen);
-  py::array_t<bool> whole(static_cast<py::ssize_t>(r.canvas_whole.size()));
-  for (size_t i = 0; i < r.canvas_whole.size(); ++i) whole.mutable_data()[i] = r.canvas_whole[i] != 0;
-  d["canvas_whole"] = whole;
-  d["canvas_offset"] = to_numpy(r.canvas_offset);
-  d["block_t"] = to_numpy(r.block_t);
-  d["block_i"] = to_numpy(r.block_i);
-  d["block_j"] = to_numpy(r.block_j);
-  return d;
-}
+py::dict alloc_dict(const oc::AllocOutput& r) { return ov2::bind::alloc_dict(r); }
 
 py::dict gop_dict(const ov2::tok::GopResult& r) {
   py::dict d;

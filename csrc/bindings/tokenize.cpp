@@ -3,6 +3,8 @@
 // dtype (forcecast). Errors of the algorithms (ov2::tok::Error) surface as ValueError. The GIL is released
 // around every loop over pixels, blocks or packets.
 #include <pybind11/numpy.h>
+
+#include "bindings/arrays.h"
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -27,13 +29,7 @@ namespace {
 template <typename T>
 using arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
-template <typename T>
-py::array_t<T> to_numpy(const std::vector<T>& v, std::vector<py::ssize_t> shape = {}) {
-  if (shape.empty()) shape.push_back(static_cast<py::ssize_t>(v.size()));
-  py::array_t<T> out(shape);
-  if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(T));
-  return out;
-}
+using ov2::bind::to_numpy;
 
 void need_ndim(const py::array& a, py::ssize_t nd, const char* name) {
   if (a.ndim() != nd)
@@ -266,36 +262,7 @@ py::dict allocate_py(arr<int64_t> gs, arr<int64_t> ge, arr<double> gc, arr<doubl
     r = allocate(gs.data(), ge.data(), gc.data(), G, cand_t.data(), T, scores.data(), scores.shape(1),
                  scores.shape(2), p);
   }
-  py::dict d;
-  d["group_start"] = to_numpy(r.group_start);
-  d["group_end"] = to_numpy(r.group_end);
-  d["group_cost"] = to_numpy(r.group_cost);
-  d["group_anchor"] = to_numpy(r.group_anchor);
-  d["group_num_p"] = to_numpy(r.group_num_p);
-  d["group_capacity"] = to_numpy(r.group_capacity);
-  d["group_num_frames"] = to_numpy(r.group_num_frames);
-  d["merges_empty"] = r.merges_empty;
-  d["merges_budget"] = r.merges_budget;
-  d["cand_group"] = to_numpy(r.cand_group);
-  d["cand_weight"] = to_numpy(r.cand_weight);
-  d["cand_cum"] = to_numpy(r.cand_cum);
-  d["cand_stratum"] = to_numpy(r.cand_stratum);
-  d["canvas_kind"] = to_numpy(r.canvas_kind);
-  d["canvas_group"] = to_numpy(r.canvas_group);
-  d["canvas_frame"] = to_numpy(r.canvas_frame);
-  d["canvas_rank"] = to_numpy(r.canvas_rank);
-  d["canvas_lo"] = to_numpy(r.canvas_lo);
-  d["canvas_hi"] = to_numpy(r.canvas_hi);
-  d["canvas_widen"] = to_numpy(r.canvas_widen);
-  std::vector<bool> whole_b(r.canvas_whole.begin(), r.canvas_whole.end());
-  py::array_t<bool> whole(static_cast<py::ssize_t>(whole_b.size()));
-  for (size_t i = 0; i < whole_b.size(); ++i) whole.mutable_data()[i] = whole_b[i];
-  d["canvas_whole"] = whole;
-  d["canvas_offset"] = to_numpy(r.canvas_offset);
-  d["block_t"] = to_numpy(r.block_t);
-  d["block_i"] = to_numpy(r.block_i);
-  d["block_j"] = to_numpy(r.block_j);
-  return d;
+  return ov2::bind::alloc_dict(r);
 }
 
 py::dict pack_records_py(const py::dict& plan_d, arr<int32_t> cand_frame, arr<double> cand_t, int64_t canvas_h,
