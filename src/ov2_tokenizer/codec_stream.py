@@ -162,19 +162,26 @@ def _same_plan(plan, dry, blocks: list) -> bool:
     return got.shape == want.shape and bool(np.array_equal(got, want))
 
 
-def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
-    t_start = time.perf_counter()
-    info = video.info
+def plan_candidates(video: VideoReader, cfg: TokenizerConfig):
+    """The demux-only inputs of DESIGN §5.2–5.3: packets, frame times, the time origin t0, the candidate frame
+    indices and the duration the partition covers."""
     pk = video.packets()
     times = frame_times(video)
     if times.size == 0:
         raise CorruptVideoError(video.name, "the video has no frames")
     t0 = float(times[0])
     cand = np.asarray(core.tok.candidate_frames(times, min(cfg.num_frames, times.size)), dtype=np.int64)
+    duration = float(times[-1] - t0) + (float(times[1] - times[0]) if times.size > 1 else 0.0)
+    return pk, times, t0, cand, duration
+
+
+def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
+    t_start = time.perf_counter()
+    info = video.info
+    pk, times, t0, cand, duration = plan_candidates(video, cfg)
     pict = pk.pict_type.view(np.uint8)
     part = core.tok.gop_partition(
-        pk.pts_s, pk.size, pict, pk.keyframe, k_tar=cfg.k_target,
-        duration_s=float(times[-1] - t0) + (float(times[1] - times[0]) if times.size > 1 else 0.0),
+        pk.pts_s, pk.size, pict, pk.keyframe, k_tar=cfg.k_target, duration_s=duration,
         t0=t0, delta=cfg.bin_s, t_min=cfg.t_min_s, t_max=cfg.t_max_s, radius=cfg.valley_radius, energy=cfg.energy,
     )
     hc, wc = canvas_hw(info.height, info.width, cfg)

@@ -94,21 +94,15 @@ def _pinned(shape, dtype, pin: bool) -> torch.Tensor:
 
 def _decode_host(source, cfg: TokenizerConfig, pin: bool) -> _HostVideo:
     """CPU phase of one video: packets, candidates, and the candidates' codec products in pinned buffers."""
-    from .codec_stream import _cost_prior_weights
-    from .frames_mode import canvas_hw, frame_times
+    from .codec_stream import _cost_prior_weights, plan_candidates
+    from .frames_mode import canvas_hw
     from .video import open_video
 
     t_start = time.perf_counter()
     video = open_video(source, num_threads=cfg.num_threads, on_error=cfg.on_error, timeout_s=cfg.timeout_s)
     try:
         info = video.info
-        pk = video.packets()
-        times = frame_times(video)
-        if times.size == 0:
-            raise CorruptVideoError(video.name, "the video has no frames")
-        t0 = float(times[0])
-        cand = np.asarray(core.tok.candidate_frames(times, min(cfg.num_frames, times.size)), dtype=np.int64)
-        duration = float(times[-1] - t0) + (float(times[1] - times[0]) if times.size > 1 else 0.0)
+        pk, times, t0, cand, duration = plan_candidates(video, cfg)
         gop_video = dict(pts_s=pk.pts_s, size=pk.size, pict_type=pk.pict_type.view(np.uint8),
                          keyframe=pk.keyframe.astype(np.uint8), duration_s=duration, t0=t0, k_tar=cfg.k_target)
         hc, wc = canvas_hw(info.height, info.width, cfg)
