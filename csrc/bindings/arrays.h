@@ -1,5 +1,5 @@
-// Shared by the binding files: numpy copies of std::vector, and the Python dict of an allocation plan (the same
-// fields for csrc/tokenize's AllocResult and csrc/cuda's AllocOutput).
+// Shared by the binding files: numpy copies of std::vector, and the Python dicts of an allocation plan and of a
+// GOP partition (the same fields from csrc/tokenize and from csrc/cuda).
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -51,6 +51,25 @@ py::dict alloc_dict(const Plan& r) {
   d["block_t"] = to_numpy(r.block_t);
   d["block_i"] = to_numpy(r.block_i);
   d["block_j"] = to_numpy(r.block_j);
+  return d;
+}
+
+// The GOP partition of DESIGN §5.3 as returned by core.tok.gop_partition and core.cuda.gop_partition_batch.
+template <class Gop>
+py::dict gop_dict(const Gop& r) {
+  py::dict d;
+  d["energy"] = to_numpy(r.energy);
+  d["theta"] = r.theta;
+  d["l_min"] = r.l_min;
+  d["l_max"] = r.l_max;
+  d["num_bins"] = static_cast<int64_t>(r.energy.size());
+  d["num_pb"] = r.num_pb;
+  d["start"] = to_numpy(r.start);
+  d["end"] = to_numpy(r.end);
+  d["trigger"] = to_numpy(r.trigger);
+  d["cost"] = to_numpy(r.cost);
+  d["fallback"] = r.fallback;
+  d["tail_merged"] = r.tail_merged;
   return d;
 }
 

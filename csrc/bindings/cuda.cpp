@@ -77,22 +77,7 @@ void run(F&& f) {
 
 py::dict alloc_dict(const oc::AllocOutput& r) { return ov2::bind::alloc_dict(r); }
 
-py::dict gop_dict(const ov2::tok::GopResult& r) {
-  py::dict d;
-  d["energy"] = to_numpy(r.energy);
-  d["theta"] = r.theta;
-  d["l_min"] = r.l_min;
-  d["l_max"] = r.l_max;
-  d["num_bins"] = static_cast<int64_t>(r.energy.size());
-  d["num_pb"] = r.num_pb;
-  d["start"] = to_numpy(r.start);
-  d["end"] = to_numpy(r.end);
-  d["trigger"] = to_numpy(r.trigger);
-  d["cost"] = to_numpy(r.cost);
-  d["fallback"] = r.fallback;
-  d["tail_merged"] = r.tail_merged;
-  return d;
-}
+py::dict gop_dict(const ov2::tok::GopResult& r) { return ov2::bind::gop_dict(r); }
 
 }  // namespace
 

@@ -121,20 +121,7 @@ py::dict gop_partition_py(arr<double> pts, arr<int64_t> size, std::optional<arr<
     py::gil_scoped_release nogil;
     r = gop_partition(pts.data(), size.data(), pt, kf, n, p);
   }
-  py::dict d;
-  d["energy"] = to_numpy(r.energy);
-  d["theta"] = r.theta;
-  d["l_min"] = r.l_min;
-  d["l_max"] = r.l_max;
-  d["num_bins"] = static_cast<int64_t>(r.energy.size());
-  d["num_pb"] = r.num_pb;
-  d["start"] = to_numpy(r.start);
-  d["end"] = to_numpy(r.end);
-  d["trigger"] = to_numpy(r.trigger);
-  d["cost"] = to_numpy(r.cost);
-  d["fallback"] = r.fallback;
-  d["tail_merged"] = r.tail_merged;
-  return d;
+  return ov2::bind::gop_dict(r);
 }
 
 py::array_t<float> saliency_py(int64_t height, int64_t width, std::optional<arr<float>> mv_field,

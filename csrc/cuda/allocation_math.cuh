@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tokenize/allocation.h"     // tok::share_p_canvases (host planning only)
 #include "tokenize/gop_partition.h"  // tok::group_of_time (host planning only)
 #endif
 
@@ -185,55 +186,6 @@ inline GroupPlan merge_groups(const int64_t* start, const int64_t* end, const do
   return p;
 }
 
-// Capacity-aware largest remainder (tok::allocate's share_p_canvases).
-inline std::vector<int32_t> share_p(int64_t total_p, const std::vector<double>& cost, const std::vector<int64_t>& cap) {
-  const size_t G = cost.size();
-  std::vector<int64_t> m(G, 0);
-  int64_t used = 0;
-  for (size_t k = 0; k < G; ++k) {
-    m[k] = std::min<int64_t>(1, cap[k]);
-    used += m[k];
-  }
-  int64_t R = total_p - used;
-  while (R > 0) {
-    std::vector<size_t> E;
-    for (size_t k = 0; k < G; ++k)
-      if (cap[k] > m[k]) E.push_back(k);
-    if (E.empty()) break;
-    double C = 0.0;
-    for (size_t k : E) C += cost[k];
-    std::vector<double> q(G, 0.0);
-    for (size_t k : E)
-      q[k] = (C > 0.0) ? static_cast<double>(R) * cost[k] / C : static_cast<double>(R) / static_cast<double>(E.size());
-    int64_t given = 0;
-    for (size_t k : E) {
-      int64_t add = static_cast<int64_t>(std::floor(q[k]));
-      add = std::min(add, cap[k] - m[k]);
-      add = std::min(add, R - given);
-      add = std::max<int64_t>(add, 0);
-      m[k] += add;
-      given += add;
-    }
-    R -= given;
-    if (R <= 0) break;
-    std::vector<size_t> order(E);
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      const double fa = q[a] - std::floor(q[a]), fb = q[b] - std::floor(q[b]);
-      if (fa != fb) return fa > fb;
-      return a < b;
-    });
-    for (size_t k : order) {
-      if (R == 0) break;
-      if (m[k] < cap[k]) {
-        ++m[k];
-        --R;
-      }
-    }
-  }
-  std::vector<int32_t> out(G);
-  for (size_t k = 0; k < G; ++k) out[k] = static_cast<int32_t>(m[k]);
-  return out;
-}
 struct AllocPlanParams {
   int64_t max_canvases = 32;
   int anchor = 0;  // 0 first candidate, 1 centre
@@ -293,7 +245,7 @@ inline AllocPlan plan_allocation(const int64_t* group_start, const int64_t* grou
     a.capacity[k] = (v + nb - 1) / nb;
     a.z_offset.push_back(static_cast<int64_t>(a.z.size()));
   }
-  a.num_p = share_p(p.max_canvases - static_cast<int64_t>(G), a.groups.cost, a.capacity);
+  a.num_p = ov2::tok::share_p_canvases(p.max_canvases - static_cast<int64_t>(G), a.groups.cost, a.capacity);
   a.canvas_base.push_back(0);
   for (size_t k = 0; k < G; ++k) a.canvas_base.push_back(a.canvas_base.back() + 1 + a.num_p[k]);
   return a;

@@ -11,21 +11,6 @@ namespace ov2::tok {
 
 int64_t k_target(int64_t max_canvases) { return std::max<int64_t>(1, max_canvases / 4); }
 
-namespace {
-
-struct Group {
-  int64_t start, end;
-  double cost;
-  int64_t count;
-};
-
-void merge_pair(std::vector<Group>& g, size_t a) {
-  g[a].end = g[a + 1].end;
-  g[a].cost = g[a].cost + g[a + 1].cost;
-  g[a].count += g[a + 1].count;
-  g.erase(g.begin() + static_cast<std::ptrdiff_t>(a) + 1);
-}
-
 // Capacity-aware largest remainder: m_k = min(1, cap_k), then the remaining P-canvases are shared in
 // proportion to cost among groups with spare capacity (floor parts, then largest fractional parts, ties by
 // smaller k), repeated while canvases and capacity remain.
@@ -79,6 +64,21 @@ std::vector<int32_t> share_p_canvases(int64_t total_p, const std::vector<double>
   std::vector<int32_t> out(G);
   for (size_t k = 0; k < G; ++k) out[k] = static_cast<int32_t>(m[k]);
   return out;
+}
+
+namespace {
+
+struct Group {
+  int64_t start, end;
+  double cost;
+  int64_t count;
+};
+
+void merge_pair(std::vector<Group>& g, size_t a) {
+  g[a].end = g[a + 1].end;
+  g[a].cost = g[a].cost + g[a + 1].cost;
+  g[a].count += g[a + 1].count;
+  g.erase(g.begin() + static_cast<std::ptrdiff_t>(a) + 1);
 }
 
 struct Cand {  // a candidate block in the pool

@@ -11,6 +11,11 @@ namespace ov2::tok {
 // K_tar = max(1, max_canvases / 4) (integer division).
 int64_t k_target(int64_t max_canvases);
 
+// P-canvases per group (DESIGN §5.6): capacity-aware largest remainder — m_k = min(1, cap_k), then the remaining
+// canvases in proportion to cost among groups with spare capacity (floor parts, then the largest fractional parts,
+// ties by smaller k), repeated while canvases and capacity remain.
+std::vector<int32_t> share_p_canvases(int64_t total_p, const std::vector<double>& cost, const std::vector<int64_t>& cap);
+
 struct AllocParams {
   int64_t max_canvases = 32;
   double lambda = 0.35;      // same-frame attenuation λ
