@@ -314,10 +314,15 @@ def block_score(s, cost=None, patch=14, merge=2, beta=0.5, valid=None):
             for x in range(f):
                 csum += c[y::f, x::f]
         score = score + beta * (csum / float(f * f))
-    out = score.astype(np.float32)
+    return _mask_padding(score.astype(np.float32), f, hc, wc, valid)
+
+
+def _mask_padding(out, f, hc, wc, valid):
+    """Blocks (f x f pixels) outside the valid rectangle (y0, x0, y1, x1; -1 = to the edge) score -inf."""
     y0, x0, y1, x1 = (0, 0, hc, wc) if valid is None else valid
     y1 = hc if y1 < 0 else y1
     x1 = wc if x1 < 0 else x1
+    nbh, nbw = out.shape
     for i in range(nbh):
         for j in range(nbw):
             if not (i * f < y1 and i * f + f > y0 and j * f < x1 and j * f + f > x0):
@@ -378,15 +383,7 @@ def score_frame(canvas_h, canvas_w, height, width, mv_field=None, mv_flags=None,
         csum = _separable_group_sums(c, _grouped_area_taps(c.shape[0], canvas_h, f),
                                      _grouped_area_taps(c.shape[1], canvas_w, f))
         score = score + beta * (csum / float(f * f))
-    out = score.astype(np.float32)
-    y0, x0, y1, x1 = (0, 0, canvas_h, canvas_w) if valid is None else valid
-    y1 = canvas_h if y1 < 0 else y1
-    x1 = canvas_w if x1 < 0 else x1
-    for i in range(nbh):
-        for j in range(nbw):
-            if not (i * f < y1 and i * f + f > y0 and j * f < x1 and j * f + f > x0):
-                out[i, j] = NEG_INF
-    return out
+    return _mask_padding(score.astype(np.float32), f, canvas_h, canvas_w, valid)
 
 
 # --------------------------------------------------------------------------------------------- §5.6 allocation
