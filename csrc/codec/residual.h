@@ -35,11 +35,12 @@ void predict_block(const Plane& ref, Interp interp, int x0, int y0, int w, int h
 // Reusable prediction planes (one per list).
 struct ResidualScratch {
   std::vector<uint8_t> pred[2];
+  std::vector<uint8_t> covered;  // per 4x4 cell: wholly predicted by a row (single-list frames)
 };
 
 // Residual of one inter frame: `cur` is the visible decoded luma (W x H), ref0/ref1 the L0/L1 reference
 // pictures (nullable), `rows` the n exported vectors (N x 10) and `field` their densification (cell masks).
-// Writes W x H int16 into `residual`.
+// Writes every one of the W x H int16 of `residual` (uninitialised memory is fine).
 void compute_residual(const Plane& cur, const Plane* ref0, const Plane* ref1, const int32_t* rows, int64_t n,
                       const MotionField& field, Interp interp, ResidualScratch& scratch, int16_t* residual);
 
