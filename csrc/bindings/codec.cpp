@@ -26,7 +26,7 @@ template <class T>
 py::array_t<T> to_numpy(ov2::Buffer<T>&& b, std::vector<py::ssize_t> shape) {
   if (!b.ptr) b.allocate(0);
   T* raw = b.ptr.release();
-  py::capsule owner(raw, [](void* p) { delete[] static_cast<T*>(p); });
+  py::capsule owner(raw, [](void* p) { ov2::pool_free(p); });
   return py::array_t<T>(shape, raw, owner);
 }
 

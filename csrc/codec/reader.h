@@ -6,12 +6,16 @@
 // start at an IDR / intra-only key packet) in parallel decoders and re-orders their outputs, which gives the same
 // frames, vectors and products as one decoder (see docs/decoding.md).
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <new>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "codec/buffer_pool.h"
 #include "codec/demux.h"
 #include "codec/packets.h"
 
@@ -64,20 +68,32 @@ struct FrameRequest {
   int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
 };
 
-// An uninitialised array (std::vector would zero-fill buffers that are overwritten anyway).
+// An uninitialised array (std::vector would zero-fill buffers that are overwritten anyway), from the buffer pool.
 template <class T>
 struct Buffer {
-  std::unique_ptr<T[]> ptr;
+  struct Free {
+    void operator()(T* p) const { pool_free(p); }
+  };
+  std::unique_ptr<T, Free> ptr;  // from pool_alloc (release() it to pool_free)
   size_t n = 0;
-  T* allocate(size_t count) {
-    ptr.reset(new T[count]);
-    n = count;
-    return ptr.get();
+  T* allocate(size_t count) { return reset(pool_alloc(std::max<size_t>(1, count) * sizeof(T)), count); }
+  T* allocate_zeroed(size_t count) {
+    T* p = allocate(count);
+    std::memset(static_cast<void*>(p), 0, std::max<size_t>(1, count) * sizeof(T));
+    return p;
   }
   T* data() const { return ptr.get(); }
   size_t size() const { return n; }
   T* begin() const { return ptr.get(); }
   T* end() const { return ptr.get() + n; }
+
+ private:
+  T* reset(void* p, size_t count) {
+    if (!p) throw std::bad_alloc();
+    ptr.reset(static_cast<T*>(p));
+    n = count;
+    return ptr.get();
+  }
 };
 
 struct FrameOut {
