@@ -37,7 +37,8 @@ void coding_cost(const MotionField& f, bool intra_frame, const AVFrame* frame, f
         for (int cx = cx0; cx < cx1; ++cx) out[static_cast<size_t>(cy) * f.cells_w + cx] *= scale;
     }
   }
-  std::vector<float> scratch(out, out + n);
+  thread_local std::vector<float> scratch;
+  scratch.assign(out, out + n);
   float p95 = percentile_linear(scratch.data(), n, 95.0);
   if (!(p95 > 0.0f)) p95 = n ? *std::max_element(out, out + n) : 0.0f;
   if (!(p95 > 0.0f)) {

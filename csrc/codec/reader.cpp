@@ -269,7 +269,7 @@ class Decoder {
     if (!ctx_ || avcodec_parameters_to_context(ctx_.get(), st->codecpar) < 0)
       throw Error(ErrorKind::UnsupportedCodec, name(), "cannot configure the decoder");
     ctx_->pkt_timebase = st->time_base;
-    ctx_->thread_count = 1;
+    ctx_->thread_count = 1;  // never FFmpeg's frame threads: docs/decoding.md
     ctx_->thread_type = 0;
     ctx_->apply_cropping = 0;
     ctx_->max_pixels = int64_t(1) << 26;  // robustness: same cap as the Demuxer's, for sizes changed mid-stream
@@ -453,8 +453,9 @@ class Decoder {
       // swscale's SIMD writers may store up to a vector past the last row: pad the allocation.
       to_rgb(f, out.rgb_w, out.rgb_h, out.rgb.allocate(static_cast<size_t>(out.rgb_w) * out.rgb_h * 3 + kSwsPadding));
     }
-    // The dense field is made only when an output needs it: rows alone (mvs without mvs_dense) cost a copy.
-    const bool dense_out = req_.mvs && (req_.mvs_dense || req_.residual || req_.coding_cost);
+    // The dense field is output only when asked for (mvs_dense); otherwise Python makes it from the rows on access.
+    // The residual and coding cost need only the cell masks of field_.
+    const bool dense_out = req_.mvs && req_.mvs_dense;
     const bool need_field = dense_out || req_.residual || req_.coding_cost;
     const int64_t est_epoch = estimate_ ? frame_epoch() : 0;
     const Luma8* est_ref = nullptr;
@@ -483,15 +484,16 @@ class Decoder {
     }
     const bool reference = req_.residual ? is_reference(letter) : false;
     if (req_.residual) {
-      out.residual.allocate(static_cast<size_t>(W) * H);
       if (letter == 'I') {
-        std::memset(out.residual.data(), 0, out.residual.size() * sizeof(int16_t));
+        out.residual.allocate_zeroed(static_cast<size_t>(W) * H);
       } else if (estimate_) {
+        out.residual.allocate(static_cast<size_t>(W) * H);
         const Plane ref = est_ref ? est_ref->visible() : Plane();
         compute_residual(cur.visible(), est_ref ? &ref : nullptr, nullptr, rows_.data(),
                          static_cast<int64_t>(rows_.size() / kMvCols), field_, Interp::Bilinear, scratch_,
                          out.residual.data());
       } else {
+        out.residual.allocate(static_cast<size_t>(W) * H);
         const Luma8 *r0 = nullptr, *r1 = nullptr;
         for (const Luma8& r : refs_) {
           if (r.pts < pts && (!r0 || r.pts > r0->pts)) r0 = &r;
