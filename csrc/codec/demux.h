@@ -9,6 +9,8 @@
 namespace ov2 {
 
 class PushBuffer;  // codec/push_source.h
+struct StreamProbe;  // what avformat_find_stream_info learnt about a source (demux.cpp)
+std::shared_ptr<StreamProbe> new_stream_probe();
 
 // Where the bytes come from. `name` is what error messages call the source.
 struct Source {
@@ -16,6 +18,9 @@ struct Source {
   std::shared_ptr<const std::string> data;  // or from these bytes
   std::string name;                         // the path, "<bytes>" or "<file-like>"
   std::shared_ptr<PushBuffer> push;         // or from bytes pushed incrementally (codec/push_source.h)
+  // Shared by the copies of a Source: the first Demuxer probes the streams, the later ones (the packet pre-pass,
+  // each parallel decoder's) take the result instead of decoding the first frames again. Null: always probe.
+  std::shared_ptr<StreamProbe> probe = new_stream_probe();
 };
 
 class Demuxer {
