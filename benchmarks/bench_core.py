@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -69,9 +70,24 @@ def _cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _worker(method: str, path: str, threads: int) -> dict:
+def _rows_digest(rows) -> str:
+    """Digest of one frame's vectors as N x 10 int32 (ov2's columns: FFmpeg's AVMotionVector without flags)."""
+    import numpy as np
+
+    if rows is None:
+        rows = np.zeros((0, 10), np.int32)
+    elif rows.dtype.names:  # PyAV's structured array
+        rows = np.stack([rows[c] for c in ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x",
+                                           "motion_y", "motion_scale")], axis=1) if len(rows) else np.zeros((0, 10))
+    rows = np.ascontiguousarray(np.asarray(rows)[:, :10], dtype=np.int32)
+    return hashlib.sha1(rows.tobytes()).hexdigest()[:12]
+
+
+def _worker(method: str, path: str, threads: int, verify: bool = False) -> dict:
+    """One timed read; with ``verify`` (untimed) the per-frame vector digests instead of timings."""
     frames = 0
     mv_rows = 0
+    digests: list[str] = []
     if method in ("a", "b", "c"):
         import ov2_tokenizer as ov2
 
@@ -88,6 +104,8 @@ def _worker(method: str, path: str, threads: int) -> dict:
             frames += 1
             if f.motion_vectors is not None:
                 mv_rows += f.motion_vectors.shape[0]
+            if verify:
+                digests.append(_rows_digest(f.motion_vectors))
         elapsed = time.perf_counter() - t0
     elif method in ("d", "e"):
         import av
@@ -112,6 +130,8 @@ def _worker(method: str, path: str, threads: int) -> dict:
                 sd = frame.side_data.get("MOTION_VECTORS")
                 if sd is not None:
                     mv_rows += len(sd.to_ndarray())
+                if verify:
+                    digests.append(_rows_digest(sd.to_ndarray() if sd is not None else None))
             else:
                 frame.to_ndarray(format="rgb24")
         container.close()
@@ -133,22 +153,29 @@ def _worker(method: str, path: str, threads: int) -> dict:
                 break
             frames += 1
             mv_rows += 0 if mvs is None else len(mvs)
+            if verify:
+                digests.append(_rows_digest(mvs if mvs is not None and len(mvs) else None))
         cap.release()
         elapsed = time.perf_counter() - t0
     else:
         raise SystemExit(f"unknown method {method!r}")
     cpu = _cpu_s() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    if verify:
+        return {"digests": digests}
     return {"seconds": elapsed, "cpu_s": cpu, "frames": frames, "mv_rows": mv_rows, "peak_rss_mb": peak,
             "base_rss_mb": base}
 
 
-def _run_worker(method: str, path: Path, threads: int, timeout: float = 900.0, script: Path | None = None) -> dict:
+def _run_worker(method: str, path: Path, threads: int, timeout: float = 900.0, script: Path | None = None,
+                verify: bool = False) -> dict:
     """Runs ``script --worker METHOD PATH --threads N`` (default: this file) and returns its JSON line."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("OMP_NUM_THREADS", "1")
     cmd = [sys.executable, str(script or Path(__file__).resolve()), "--worker", method, str(path), "--threads", str(threads)]
+    if verify:
+        cmd.append("--verify")
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -274,12 +301,20 @@ def _checks(rows: list[dict]) -> list[str]:
         def rows(k):
             return m.get(k, {}).get("mv_rows", 0)
 
+        def wrong(k):
+            n = m.get(k, {}).get("frames_vectors_differ")
+            return f" (its vectors differ from the exact ones on {n} of {m[k]['frames']} frames)" if n else ""
+
         if t("b") and t("f"):
             ok = "OK" if t("b") <= t("f") else "SLOWER"
-            parts.append(f"(b) vs (f): {t('f') / t('b'):.2f}x {ok if rows('f') else 'n/a (peer exports no vectors)'}")
+            parts.append(f"(b) vs (f): {t('f') / t('b'):.2f}x {ok if rows('f') else 'n/a (peer exports no vectors)'}"
+                         + wrong("f"))
         if t("b") and t("d"):
             ok = "OK" if t("d") >= 1.3 * t("b") else "< 1.3"
-            parts.append(f"(d)/(b): {t('d') / t('b'):.2f}x {ok if rows('d') else 'n/a (peer exports no vectors)'}")
+            parts.append(f"(d)/(b): {t('d') / t('b'):.2f}x {ok if rows('d') else 'n/a (peer exports no vectors)'}"
+                         + wrong("d"))
+        if m.get("b", {}).get("frames_vectors_differ"):
+            parts.append(f"ov2 (b) VECTORS DIFFER from one thread on {m['b']['frames_vectors_differ']} frames")
         hd = m.get("a", {}).get("height", 0) >= 720
         if hd and t("a") and t("c"):
             s = t("a") / t("c")
@@ -305,10 +340,11 @@ def main(argv=None) -> int:
     ap.add_argument("--gen-seconds", type=int, default=60, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/core-<host>-<date>.json)")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--verify", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(_worker(args.worker[0], args.worker[1], max(1, args.threads))))
+        print(json.dumps(_worker(args.worker[0], args.worker[1], max(1, args.threads), verify=args.verify)))
         return 0
 
     repeats = args.repeats or (2 if args.quick else 5)
@@ -375,6 +411,18 @@ def main(argv=None) -> int:
             else:
                 row["status"] = status.get(k, "no successful timed run")
             rows.append(row)
+        # Untimed: are the exported vectors the exact ones? Reference: ov2 with one thread (it equals PyAV's
+        # single-threaded export on every frame, tests/codec/test_codec_parity.py). A peer that frame-threads a
+        # B-frame stream may export vectors of pictures still being decoded.
+        vec = [k for k in ("b", "d", "f") if k in methods and samples[k] and samples[k][0]["mv_rows"]]
+        if vec:
+            ref = _run_worker("b", video, 1, verify=True).get("digests")
+            for k in vec:
+                got = [_run_worker(k, video, args.threads, verify=True).get("digests") for _ in range(2)]
+                row = next(r for r in rows if r["video"] == video.name and r["key"] == k)
+                if ref and all(got):
+                    row["frames_vectors_differ"] = max(
+                        sum(1 for x, y in zip(ref, g) if x != y) + abs(len(ref) - len(g)) for g in got)
         a = next((r for r in rows if r["video"] == video.name and r["key"] == "a" and "median_s" in r), None)
         for r in rows:
             if r["video"] == video.name and a and "median_s" in r:
