@@ -552,6 +552,9 @@ void ov2_bind_codec(py::module_& m) {
       .def_property_readonly("held", [](const StreamSession& s) { return s.push ? s.push->held() : int64_t(0); })
       .def_property_readonly("finished", [](const StreamSession& s) { return s.finished; });
 
+  m.def("buffer_pool_cached_bytes", &ov2::pool_cached_bytes,
+        "Bytes of freed output buffers the core keeps for reuse (bounded: csrc/codec/buffer_pool.h).");
+
   m.def("ffmpeg_versions", []() {
     py::dict d;
     d["libavcodec"] = std::string(AV_STRINGIFY(LIBAVCODEC_VERSION));
