@@ -23,6 +23,7 @@ struct StreamProbe {
   std::mutex mu;
   bool ready = false;
   std::string format;
+  int64_t bytes = -1;  // the source's size when probed: a file replaced in between is probed again
   std::vector<Stream> streams;
   int64_t start_time = 0, duration = 0;
 
@@ -48,6 +49,7 @@ struct StreamProbe {
     }
     streams = std::move(got);
     format = fmt->iformat->name;
+    bytes = fmt->pb ? avio_size(fmt->pb) : -1;
     start_time = fmt->start_time;
     duration = fmt->duration;
     ready = true;
@@ -57,6 +59,7 @@ struct StreamProbe {
   bool apply(AVFormatContext* fmt) {
     std::lock_guard<std::mutex> lk(mu);
     if (!ready || format != fmt->iformat->name || streams.size() != fmt->nb_streams) return false;
+    if (bytes < 0 || bytes != (fmt->pb ? avio_size(fmt->pb) : -1)) return false;
     for (unsigned i = 0; i < fmt->nb_streams; ++i)
       if (streams[i].par->codec_type != fmt->streams[i]->codecpar->codec_type ||
           streams[i].par->codec_id != fmt->streams[i]->codecpar->codec_id)
