@@ -15,6 +15,7 @@
 #include "codec/error.h"
 #include "codec/motion.h"
 #include "codec/motion_estimate.h"
+#include "codec/product_pool.h"
 #include "codec/residual.h"
 
 namespace ov2 {
@@ -136,6 +137,126 @@ void make_luma8(const AVFrame* src, Luma8& out, SwsHolder& sws, const std::strin
   sws_scale(sws.ctx, f->data, f->linesize, 0, H, dst, dst_ls);
 }
 
+
+// Visible picture as RGB24 (swscale bilinear, the frame's colour matrix and range). The context is cached per
+// thread (products run on any thread), keyed on everything that shapes its output.
+struct RgbConverter {
+  SwsHolder sws;
+  struct Key {
+    int src_w = 0, src_h = 0, src_fmt = -1, dst_w = 0, dst_h = 0, cs = -1, full = -1;
+    bool operator==(const Key& o) const {
+      return src_w == o.src_w && src_h == o.src_h && src_fmt == o.src_fmt && dst_w == o.dst_w && dst_h == o.dst_h &&
+             cs == o.cs && full == o.full;
+    }
+  } key;
+};
+
+void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst, const std::string& name) {
+  thread_local RgbConverter conv;
+  FramePtr view(av_frame_clone(f));
+  if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
+    throw Error(ErrorKind::Corrupt, name, "cannot crop a decoded frame");
+  const int full = view->color_range == AVCOL_RANGE_JPEG || view->format == AV_PIX_FMT_YUVJ420P ||
+                   view->format == AV_PIX_FMT_YUVJ422P || view->format == AV_PIX_FMT_YUVJ444P ||
+                   view->format == AV_PIX_FMT_YUVJ440P;
+  const int cs = view->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT;
+  // The deprecated full-range "yuvj" formats are their yuv twins plus the range (set below): swscale rewrites
+  // them internally, so a cached context keyed on them would be rebuilt on every call and lose the colour
+  // details. The context is ours, keyed on everything that shapes its output, and rebuilt only when that
+  // changes — the same conversion for every frame whatever the process did before.
+  AVPixelFormat fmt = static_cast<AVPixelFormat>(view->format);
+  if (fmt == AV_PIX_FMT_YUVJ420P) fmt = AV_PIX_FMT_YUV420P;
+  else if (fmt == AV_PIX_FMT_YUVJ422P) fmt = AV_PIX_FMT_YUV422P;
+  else if (fmt == AV_PIX_FMT_YUVJ444P) fmt = AV_PIX_FMT_YUV444P;
+  else if (fmt == AV_PIX_FMT_YUVJ440P) fmt = AV_PIX_FMT_YUV440P;
+  const RgbConverter::Key key{view->width, view->height, static_cast<int>(fmt), W, H, cs, full};
+  if (!conv.sws.ctx || !(key == conv.key)) {
+    sws_freeContext(conv.sws.ctx);
+    conv.sws.ctx = sws_getContext(view->width, view->height, fmt, W, H, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr,
+                                  nullptr, nullptr);
+    if (!conv.sws.ctx) throw Error(ErrorKind::UnsupportedCodec, name, "cannot convert the pixel format to RGB");
+    int* inv_table = nullptr;
+    int* table = nullptr;
+    int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
+    if (sws_getColorspaceDetails(conv.sws.ctx, &inv_table, &src_range, &table, &dst_range, &brightness, &contrast,
+                                 &saturation) >= 0)
+      sws_setColorspaceDetails(conv.sws.ctx, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
+                               brightness, contrast, saturation);
+    conv.key = key;
+  }
+  uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
+  int ls[4] = {W * 3, 0, 0, 0};
+  sws_scale(conv.sws.ctx, view->data, view->linesize, 0, view->height, d, ls);
+}
+
+// What a requested frame's products are computed from, all held by the job: the decoder may have moved on (or be
+// gone) when a pool thread runs it. The output buffers are allocated by the decoding thread (their sizes count
+// against the re-ordering buffer); run_products fills them.
+struct ProductJob {
+  std::shared_ptr<FrameOut> out;
+  std::shared_ptr<const Luma8> cur;         // the picture (its frame reference holds the side data)
+  std::shared_ptr<const Luma8> ref0, ref1;  // residual references (estimated motion: ref0 = the matched picture)
+  std::vector<int32_t> rows;                // the vectors when out->mvs does not hold them
+  char letter = '?';
+  bool luma = false, rgb = false, need_field = false, coding_cost = false, residual = false, estimated = false;
+  Interp interp = Interp::H264Qpel;
+  std::shared_ptr<const std::function<void(FrameOut&)>> post;
+  std::shared_ptr<const std::string> name;
+};
+
+// Pure function of the job (same result on any thread; scratch is per thread).
+void run_products(const ProductJob& j) {
+  thread_local MotionField field;
+  thread_local ResidualScratch scratch;
+  FrameOut& out = *j.out;
+  const Luma8& cur = *j.cur;
+  const int W = cur.width, H = cur.height;
+  if (j.luma) {
+    const Plane v = cur.visible();
+    for (int y = 0; y < H; ++y) std::memcpy(out.luma.data() + static_cast<size_t>(y) * W, v.data + y * v.stride, W);
+  }
+  if (j.rgb) to_rgb(cur.frame.get(), out.rgb_w, out.rgb_h, out.rgb.data(), *j.name);
+  const int32_t* rows = out.mvs.size() ? out.mvs.data() : j.rows.data();
+  const int64_t n = static_cast<int64_t>((out.mvs.size() ? out.mvs.size() : j.rows.size()) / kMvCols);
+  if (j.need_field) {
+    const size_t cells = static_cast<size_t>((W + 3) / 4) * ((H + 3) / 4);
+    uint8_t* mask = out.intra_mask.size() ? out.intra_mask.data() : nullptr;
+    densify_motion(rows, n, W, H, field, out.mv_field.size() ? out.mv_field.data() : nullptr, mask,
+                   out.mv_flags.size() ? out.mv_flags.data() : nullptr);
+    if (mask && j.letter == 'I') std::memset(mask, 1, cells);
+    if (j.coding_cost) coding_cost(field, j.letter == 'I', cur.frame.get(), out.coding_cost.data());
+  }
+  if (j.residual) {
+    const size_t plane = static_cast<size_t>(W) * H;
+    if (j.letter == 'I') {
+      std::memset(out.residual.data(), 0, plane * sizeof(int16_t));
+    } else if (j.estimated) {
+      const Plane ref = j.ref0 ? j.ref0->visible() : Plane();
+      compute_residual(cur.visible(), j.ref0 ? &ref : nullptr, nullptr, rows, n, field, Interp::Bilinear, scratch,
+                       out.residual.data());
+    } else {
+      compute_residual(cur.visible(), j.ref0 ? &j.ref0->coded : nullptr, j.ref1 ? &j.ref1->coded : nullptr, rows, n,
+                       field, j.interp, scratch, out.residual.data());
+    }
+  }
+  if (j.post && *j.post) (*j.post)(out);
+}
+
+// A requested frame on its way out: `out` is complete once `task` is done (no task: already complete).
+struct Pending {
+  std::shared_ptr<FrameOut> out;
+  ProductPool::TaskPtr task;
+  size_t bytes = 0;  // out->bytes() when it was queued (what the re-ordering buffer counts)
+};
+
+// Whether products go to a pool: two threads or more, a request with per-frame work worth moving, and a plain
+// source (push sources and streaming hooks decode on the consumer's schedule, one frame at a time).
+bool pipelined(const Source& src, const ReaderOptions& opt, const FrameRequest& req) {
+  const bool heavy = req.rgb || req.residual || req.coding_cost || static_cast<bool>(req.post) ||
+                     (req.mvs && req.mvs_dense);
+  return opt.num_threads >= 2 && heavy && !src.push && !req.on_open && !req.on_packet && !req.select;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // One single-threaded decoder that decodes a range of packets [begin, end) of the stream, pull-based.
 class Decoder {
@@ -155,7 +276,12 @@ class Decoder {
     // --- end robustness ---
     if (req_.on_open) req_.on_open(dm_, req_);  // streaming: the request may depend on the opened stream
     estimate_ = codec_needs_estimate(dm_.stream()->codecpar->codec_id) && (req.mvs || req.residual || req.coding_cost);
+    if (req_.post) post_ = std::make_shared<const std::function<void(FrameOut&)>>(req_.post);
+    name_ = std::make_shared<const std::string>(dm_.source().name);
   }
+
+  // Products of requested frames become tasks of `pool` (null: computed on the decoding thread).
+  void set_pool(ProductPool* pool) { pool_ = pool; }
 
   const std::string& name() const { return dm_.source().name; }
   StreamStats& stats() { return stats_; }
@@ -185,7 +311,7 @@ class Decoder {
   int64_t frames_out() const { return ordinal_; }
 
   // The next requested frame of the segment; false when the segment (or the request) is finished.
-  bool next(FrameOut& out) {
+  bool next(Pending& out) {
     for (;;) {
       if (segment_done_) return false;
       // --- on_error=repeat: a packet that failed to decode becomes a copy of the last good frame ---
@@ -232,10 +358,7 @@ class Decoder {
         wanted = req_.wants(index);
       }
       const bool done_after = index >= req_.last();
-      if (wanted) {
-        produce(index, out);
-        if (req_.post) req_.post(out);
-      }
+      if (wanted) produce(index, out);
       else if (estimate_) remember_previous();
       else if (req_.residual) remember_reference();
       av_frame_unref(frame_.get());
@@ -384,7 +507,7 @@ class Decoder {
     refs_.clear();
     ref_by_pts_.clear();
     est_has_prev_ = false;
-    est_prev_ = Luma8();
+    est_prev_.reset();
     epoch_by_pts_.clear();
   }
 
@@ -415,134 +538,101 @@ class Decoder {
   void remember_reference() {
     const char letter = picture_letter(frame_->pict_type);
     if (!is_reference(letter)) return;
-    Luma8 l;
-    make_luma8(frame_.get(), l, sws_, name());
-    l.pts = frame_pts();
+    auto l = std::make_shared<Luma8>();
+    make_luma8(frame_.get(), *l, sws_, name());
+    l->pts = frame_pts();
     push_reference(std::move(l));
   }
 
-  void push_reference(Luma8&& l) {
+  void push_reference(std::shared_ptr<const Luma8> l) {
     refs_.push_back(std::move(l));
     if (refs_.size() > 4) refs_.pop_front();
   }
 
-  void produce(int64_t index, FrameOut& out) {
+  // The sequential part of a requested frame (its picture, vectors and references, in decoding order) and the
+  // job that computes the rest: run here, or queued to the pool.
+  void produce(int64_t index, Pending& p) {
     const AVFrame* f = frame_.get();
     const char letter = picture_letter(f->pict_type);
     const int64_t pts = frame_pts();
-    out = FrameOut();
-    out.index = index;
-    out.pts_s = pts == AV_NOPTS_VALUE ? start_s_ + static_cast<double>(index) * frame_dur_s_ : pts * tb_;
-    if (!std::isfinite(out.pts_s)) out.pts_s = start_s_ + static_cast<double>(index) * frame_dur_s_;
-    out.pict_type = letter;
-    out.keyframe = frame_is_key(f);
-    Luma8 cur;
-    make_luma8(f, cur, sws_, name());
-    cur.pts = pts;
-    out.width = cur.width;
-    out.height = cur.height;
-    const int W = cur.width, H = cur.height;
-    if (req_.luma) {
-      out.luma.allocate(static_cast<size_t>(W) * H);
-      const Plane v = cur.visible();
-      for (int y = 0; y < H; ++y) std::memcpy(out.luma.data() + static_cast<size_t>(y) * W, v.data + y * v.stride, W);
-    }
+    auto out = std::make_shared<FrameOut>();
+    out->index = index;
+    out->pts_s = pts == AV_NOPTS_VALUE ? start_s_ + static_cast<double>(index) * frame_dur_s_ : pts * tb_;
+    if (!std::isfinite(out->pts_s)) out->pts_s = start_s_ + static_cast<double>(index) * frame_dur_s_;
+    out->pict_type = letter;
+    out->keyframe = frame_is_key(f);
+    auto cur = std::make_shared<Luma8>();
+    make_luma8(f, *cur, sws_, name());
+    cur->pts = pts;
+    out->width = cur->width;
+    out->height = cur->height;
+    const int W = cur->width, H = cur->height;
+    ProductJob j;
+    j.out = out;
+    j.letter = letter;
+    j.interp = interp_;
+    j.post = post_;
+    j.name = name_;
+    j.estimated = estimate_;
+    j.luma = req_.luma;
+    if (req_.luma) out->luma.allocate(static_cast<size_t>(W) * H);
+    j.rgb = req_.rgb;
     if (req_.rgb) {
-      out.rgb_w = req_.rgb_width > 0 ? req_.rgb_width : W;
-      out.rgb_h = req_.rgb_height > 0 ? req_.rgb_height : H;
+      out->rgb_w = req_.rgb_width > 0 ? req_.rgb_width : W;
+      out->rgb_h = req_.rgb_height > 0 ? req_.rgb_height : H;
       // swscale's SIMD writers may store up to a vector past the last row: pad the allocation.
-      to_rgb(f, out.rgb_w, out.rgb_h, out.rgb.allocate(static_cast<size_t>(out.rgb_w) * out.rgb_h * 3 + kSwsPadding));
+      out->rgb.allocate(static_cast<size_t>(out->rgb_w) * out->rgb_h * 3 + kSwsPadding);
     }
     // The dense field is output only when asked for (mvs_dense); otherwise Python makes it from the rows on access.
-    // The residual and coding cost need only the cell masks of field_.
+    // The residual and coding cost need only the cell masks of the field.
     const bool dense_out = req_.mvs && req_.mvs_dense;
-    const bool need_field = dense_out || req_.residual || req_.coding_cost;
+    j.need_field = dense_out || req_.residual || req_.coding_cost;
+    j.coding_cost = req_.coding_cost;
     const int64_t est_epoch = estimate_ ? frame_epoch() : 0;
-    const Luma8* est_ref = nullptr;
-    if (need_field || req_.mvs) {
-      if (estimate_) est_ref = estimate_rows(letter, out.keyframe, cur, est_epoch);
+    std::shared_ptr<const Luma8> est_ref;
+    if (j.need_field || req_.mvs) {
+      if (estimate_) est_ref = estimate_rows(letter, out->keyframe, *cur, est_epoch);
       else export_motion_rows(f, rows_);
-      const int64_t n = static_cast<int64_t>(rows_.size() / kMvCols);
-      const size_t cells = static_cast<size_t>((W + 3) / 4) * ((H + 3) / 4);
-      float* mv = nullptr;
-      uint8_t* mask = nullptr;
-      uint8_t* flags = nullptr;
       if (req_.mvs) {
-        int32_t* dst = out.mvs.allocate(rows_.size());
+        int32_t* dst = out->mvs.allocate(rows_.size());
         if (!rows_.empty()) std::memcpy(dst, rows_.data(), rows_.size() * sizeof(int32_t));  // UBSan: no null src
-      }
-      if (dense_out) {
-        mv = out.mv_field.allocate(cells * 4);
-        mask = out.intra_mask.allocate(cells);
-        flags = out.mv_flags.allocate(cells);
-      }
-      if (need_field) {
-        densify_motion(rows_.data(), n, W, H, field_, mv, mask, flags);
-        if (mask && letter == 'I') std::memset(mask, 1, cells);
-        if (req_.coding_cost) coding_cost(field_, letter == 'I', f, out.coding_cost.allocate(cells));
-      }
-    }
-    const bool reference = req_.residual ? is_reference(letter) : false;
-    if (req_.residual) {
-      if (letter == 'I') {
-        out.residual.allocate_zeroed(static_cast<size_t>(W) * H);
-      } else if (estimate_) {
-        out.residual.allocate(static_cast<size_t>(W) * H);
-        const Plane ref = est_ref ? est_ref->visible() : Plane();
-        compute_residual(cur.visible(), est_ref ? &ref : nullptr, nullptr, rows_.data(),
-                         static_cast<int64_t>(rows_.size() / kMvCols), field_, Interp::Bilinear, scratch_,
-                         out.residual.data());
       } else {
-        out.residual.allocate(static_cast<size_t>(W) * H);
-        const Luma8 *r0 = nullptr, *r1 = nullptr;
-        for (const Luma8& r : refs_) {
-          if (r.pts < pts && (!r0 || r.pts > r0->pts)) r0 = &r;
-          if (r.pts > pts && (!r1 || r.pts < r1->pts)) r1 = &r;
-        }
-        compute_residual(cur.visible(), r0 ? &r0->coded : nullptr, r1 ? &r1->coded : nullptr, rows_.data(),
-                         static_cast<int64_t>(rows_.size() / kMvCols), field_, interp_, scratch_, out.residual.data());
+        j.rows = rows_;
       }
-      if (reference && !estimate_) push_reference(std::move(cur));
+      const size_t cells = static_cast<size_t>((W + 3) / 4) * ((H + 3) / 4);
+      if (dense_out) {
+        out->mv_field.allocate(cells * 4);
+        out->intra_mask.allocate(cells);
+        out->mv_flags.allocate(cells);
+      }
+      if (req_.coding_cost) out->coding_cost.allocate(cells);
     }
-    if (estimate_) keep_previous(std::move(cur), est_epoch);
-  }
-
-  // Visible picture as RGB24 (swscale bilinear, the frame's colour matrix and range).
-  void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst) {
-    FramePtr view(av_frame_clone(f));
-    if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
-      throw Error(ErrorKind::Corrupt, name(), "cannot crop a decoded frame");
-    const int full = view->color_range == AVCOL_RANGE_JPEG || view->format == AV_PIX_FMT_YUVJ420P ||
-                     view->format == AV_PIX_FMT_YUVJ422P || view->format == AV_PIX_FMT_YUVJ444P ||
-                     view->format == AV_PIX_FMT_YUVJ440P;
-    const int cs = view->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT;
-    // The deprecated full-range "yuvj" formats are their yuv twins plus the range (set below): swscale rewrites
-    // them internally, so a cached context keyed on them would be rebuilt on every call and lose the colour
-    // details. The context is ours, keyed on everything that shapes its output, and rebuilt only when that
-    // changes — the same conversion for every frame whatever the process did before.
-    AVPixelFormat fmt = static_cast<AVPixelFormat>(view->format);
-    if (fmt == AV_PIX_FMT_YUVJ420P) fmt = AV_PIX_FMT_YUV420P;
-    else if (fmt == AV_PIX_FMT_YUVJ422P) fmt = AV_PIX_FMT_YUV422P;
-    else if (fmt == AV_PIX_FMT_YUVJ444P) fmt = AV_PIX_FMT_YUV444P;
-    else if (fmt == AV_PIX_FMT_YUVJ440P) fmt = AV_PIX_FMT_YUV440P;
-    const RgbKey key{view->width, view->height, static_cast<int>(fmt), W, H, cs, full};
-    if (!rgb_sws_.ctx || !(key == rgb_key_)) {
-      sws_freeContext(rgb_sws_.ctx);
-      rgb_sws_.ctx = sws_getContext(view->width, view->height, fmt, W, H, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr,
-                                    nullptr, nullptr);
-      if (!rgb_sws_.ctx) throw Error(ErrorKind::UnsupportedCodec, name(), "cannot convert the pixel format to RGB");
-      int* inv_table = nullptr;
-      int* table = nullptr;
-      int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
-      if (sws_getColorspaceDetails(rgb_sws_.ctx, &inv_table, &src_range, &table, &dst_range, &brightness, &contrast,
-                                   &saturation) >= 0)
-        sws_setColorspaceDetails(rgb_sws_.ctx, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
-                                 brightness, contrast, saturation);
-      rgb_key_ = key;
+    j.residual = req_.residual;
+    if (req_.residual) {
+      out->residual.allocate(static_cast<size_t>(W) * H);
+      const bool reference = is_reference(letter);
+      if (letter != 'I') {
+        if (estimate_) {
+          j.ref0 = est_ref;
+        } else {
+          for (const auto& r : refs_) {
+            if (r->pts < pts && (!j.ref0 || r->pts > j.ref0->pts)) j.ref0 = r;
+            if (r->pts > pts && (!j.ref1 || r->pts < j.ref1->pts)) j.ref1 = r;
+          }
+        }
+      }
+      if (reference && !estimate_) push_reference(cur);
     }
-    uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
-    int ls[4] = {W * 3, 0, 0, 0};
-    sws_scale(rgb_sws_.ctx, view->data, view->linesize, 0, view->height, d, ls);
+    if (estimate_) keep_previous(cur, est_epoch);
+    j.cur = std::move(cur);
+    p.out = out;
+    p.bytes = out->bytes();
+    if (pool_) {
+      p.task = pool_->submit(index, [job = std::move(j)] { run_products(job); });
+    } else {
+      p.task = nullptr;
+      run_products(j);
+    }
   }
 
   // --- Estimated motion (codecs without exported vectors; DESIGN §4.5, codec/motion_estimate.h) -------------
@@ -564,13 +654,13 @@ class Decoder {
 
   void remember_previous() {
     const int64_t e = frame_epoch();
-    Luma8 l;
-    make_luma8(frame_.get(), l, sws_, name());
-    l.pts = frame_pts();
+    auto l = std::make_shared<Luma8>();
+    make_luma8(frame_.get(), *l, sws_, name());
+    l->pts = frame_pts();
     keep_previous(std::move(l), e);
   }
 
-  void keep_previous(Luma8&& l, int64_t epoch) {
+  void keep_previous(std::shared_ptr<const Luma8> l, int64_t epoch) {
     est_prev_ = std::move(l);
     est_prev_epoch_ = epoch;
     est_prev_tag_ = static_cast<uint64_t>(stats_.frames_decoded);  // unique per decoded frame, >= 1
@@ -579,20 +669,21 @@ class Decoder {
 
   // Fills rows_ with the estimated vectors of `cur` (none for I / key frames); returns the reference picture
   // (the previous frame of the same epoch and size), or null when there is none.
-  const Luma8* estimate_rows(char letter, bool key, const Luma8& cur, int64_t epoch) {
+  std::shared_ptr<const Luma8> estimate_rows(char letter, bool key, const Luma8& cur, int64_t epoch) {
     rows_.clear();
-    if (!est_has_prev_ || est_prev_epoch_ != epoch || est_prev_.width != cur.width || est_prev_.height != cur.height)
+    if (!est_has_prev_ || !est_prev_ || est_prev_epoch_ != epoch || est_prev_->width != cur.width ||
+        est_prev_->height != cur.height)
       return nullptr;
     if (letter != 'I' && !key)
-      est_.estimate(cur.visible(), static_cast<uint64_t>(stats_.frames_decoded), est_prev_.visible(), est_prev_tag_,
+      est_.estimate(cur.visible(), static_cast<uint64_t>(stats_.frames_decoded), est_prev_->visible(), est_prev_tag_,
                     rows_);
-    return &est_prev_;
+    return est_prev_;
   }
 
   bool estimate_ = false, est_has_prev_ = false;
   int64_t epoch_ = 0, est_prev_epoch_ = 0;
   uint64_t est_prev_tag_ = 0;
-  Luma8 est_prev_;
+  std::shared_ptr<const Luma8> est_prev_;
   std::map<int64_t, int64_t> epoch_by_pts_;
   MotionEstimator est_;
   // --- end of estimated motion ---------------------------------------------------------------------------------
@@ -605,15 +696,10 @@ class Decoder {
   CodecContextPtr ctx_;
   PacketPtr pkt_;
   FramePtr frame_;
-  SwsHolder sws_, rgb_sws_;
-  struct RgbKey {
-    int src_w = 0, src_h = 0, src_fmt = -1, dst_w = 0, dst_h = 0, cs = -1, full = -1;
-    bool operator==(const RgbKey& o) const {
-      return src_w == o.src_w && src_h == o.src_h && src_fmt == o.src_fmt && dst_w == o.dst_w && dst_h == o.dst_h &&
-             cs == o.cs && full == o.full;
-    }
-  };
-  RgbKey rgb_key_;
+  SwsHolder sws_;
+  ProductPool* pool_ = nullptr;
+  std::shared_ptr<const std::function<void(FrameOut&)>> post_;
+  std::shared_ptr<const std::string> name_;
   double tb_ = 0.0, frame_dur_s_ = 0.04, start_s_ = 0.0;
   FramePtr last_good_;                         // on_error=repeat: the last frame that decoded cleanly
   int64_t owed_ = 0, packets_sent_ = 0;        // on_error=repeat: frames owed for failed packets; packets fed
@@ -622,24 +708,70 @@ class Decoder {
   bool restart_pending_ = false;  // draining before a closed GOP that gets a fresh decoder
   int64_t sent_in_codec_ = 0;     // packets fed to the current decoder since it was opened
   int64_t held_index_ = -1, next_pkt_index_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
-  std::deque<Luma8> refs_;
+  std::deque<std::shared_ptr<const Luma8>> refs_;
   std::map<int64_t, int8_t> ref_by_pts_;
   std::vector<int32_t> rows_;
-  MotionField field_;
-  ResidualScratch scratch_;
   StreamStats stats_;
 };
 
 // ---------------------------------------------------------------------------------------------------------------
+// One decoder on the consumer's thread. With a pool (pipelined()), the consumer decodes a few requested frames
+// ahead while num_threads - 1 helpers compute their products; outputs, errors and their order are those of the
+// decoder alone.
 class SequentialStream : public FrameStream {
  public:
   SequentialStream(const Source& src, const ReaderOptions& opt, const FrameRequest& req, int64_t begin_packet = 0,
                    int64_t first_index = 0)
       : opt_(opt), dec_(src, opt, req) {
+    if (pipelined(src, opt, req)) {
+      pool_ = std::make_unique<ProductPool>(opt.num_threads - 1);
+      dec_.set_pool(pool_.get());
+      min_ahead_ = static_cast<size_t>(opt.num_threads);
+      max_ahead_ = 2 * min_ahead_ + 2;
+    }
     dec_.start_segment(begin_packet, -1, first_index);
   }
   bool next(FrameOut& out) override {
-    if (dec_.next(out)) return true;
+    if (!pool_) {
+      Pending p;
+      if (dec_.next(p)) {
+        out = std::move(*p.out);
+        return true;
+      }
+      return finish();
+    }
+    // Keep min_ahead_ frames in flight, and decode further (up to max_ahead_) while the oldest one's products are
+    // still being computed. A decoding error is held until the frames before it are out.
+    while (!ended_ && !error_ &&
+           (q_.size() < min_ahead_ || (q_.size() < max_ahead_ && !pool_->done(q_.front().task)))) {
+      try {
+        Pending p;
+        if (dec_.next(p)) q_.push_back(std::move(p));
+        else ended_ = true;
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    }
+    if (q_.empty()) {
+      if (error_) {
+        std::exception_ptr e = error_;
+        error_ = nullptr;
+        ended_ = true;
+        std::rethrow_exception(e);
+      }
+      return finish();
+    }
+    Pending p = std::move(q_.front());
+    q_.pop_front();
+    pool_->wait(p.task);
+    out = std::move(*p.out);
+    return true;
+  }
+  StreamStats stats() const override { return const_cast<Decoder&>(dec_).stats(); }
+  Decoder& decoder() { return dec_; }
+
+ private:
+  bool finish() {
     if (dec_.stats().truncated && opt_.on_error == OnError::Raise && !raised_) {
       raised_ = true;
       throw Error(ErrorKind::Corrupt, dec_.name(),
@@ -647,22 +779,28 @@ class SequentialStream : public FrameStream {
     }
     return false;
   }
-  StreamStats stats() const override { return const_cast<Decoder&>(dec_).stats(); }
-  Decoder& decoder() { return dec_; }
 
- private:
   ReaderOptions opt_;
   Decoder dec_;
   bool raised_ = false;
+  std::unique_ptr<ProductPool> pool_;  // declared after dec_: destroyed (helpers joined) first
+  std::deque<Pending> q_;
+  size_t min_ahead_ = 0, max_ahead_ = 0;
+  bool ended_ = false;
+  std::exception_ptr error_;
 };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Parallel decoding of closed GOPs. Each worker owns a single-threaded Decoder and takes segments in increasing
 // order; the consumer reads segment queues in order. Outputs of segments ahead of the consumer are buffered up to
-// max_buffer_bytes (the consumer's current segment is never blocked).
+// max_buffer_bytes, the consumer's current segment up to max_buffer_bytes of its own (the consumer drains it).
+// With a pool (pipelined()), products are tasks that any worker runs, smallest frame index first: a worker runs
+// them before decoding on while more than one per worker is queued, and whenever it would wait for buffer space
+// (or has no segment left); the consumer runs its next frame's task if no one has started it.
 struct Segment {
   int64_t begin = 0, end = -1, first_index = 0, expected = 0;  // packets [begin, end), first frame index
-  std::deque<FrameOut> queue;
+  std::deque<Pending> queue;
+  size_t bytes = 0;  // of the queued frames
   bool done = false;
   int64_t produced = 0;  // output frames (selected or not)
   std::exception_ptr error;
@@ -673,9 +811,16 @@ class ParallelStream : public FrameStream {
  public:
   ParallelStream(const Source& src, const ReaderOptions& opt, const FrameRequest& req, std::vector<Segment> segs,
                  int threads)
-      : src_(src), opt_(opt), req_(req), segs_(std::move(segs)) {
+      : src_(src), opt_(opt), req_(req), segs_(std::move(segs)), threads_(threads) {
     stats_.parallel = true;
     stats_.segments = static_cast<int>(segs_.size());
+    if (pipelined(src, opt, req)) {
+      pool_ = std::make_unique<ProductPool>(0);
+      pool_->set_on_submit([this] {
+        std::lock_guard<std::mutex> lk(mu_);
+        cv_.notify_all();
+      });
+    }
     for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
   }
   ~ParallelStream() override { shutdown(); }
@@ -687,10 +832,13 @@ class ParallelStream : public FrameStream {
       if (cur_ >= segs_.size()) return false;
       Segment& s = segs_[cur_];
       if (!s.queue.empty()) {
-        out = std::move(s.queue.front());
+        Pending p = std::move(s.queue.front());
         s.queue.pop_front();
-        buffered_ -= out.bytes();
+        s.bytes -= p.bytes;
         cv_.notify_all();
+        lk.unlock();
+        if (pool_) pool_->wait(p.task);  // rethrows a product's error
+        out = std::move(*p.out);
         return true;
       }
       if (s.done) {
@@ -713,6 +861,8 @@ class ParallelStream : public FrameStream {
           return fallback_->next(out);
         }
         ++cur_;
+        // The new current segment's frames leave the shared budget (they count against its own).
+        if (cur_ < segs_.size()) buffered_ -= segs_[cur_].bytes;
         cv_.notify_all();
         continue;
       }
@@ -753,33 +903,71 @@ class ParallelStream : public FrameStream {
     workers_.clear();
   }
 
+  // Under mu_: whether segment si may queue `bytes` more (a frame always fits into an empty queue).
+  bool fits(size_t si, size_t bytes) const {
+    if (segs_[si].queue.empty()) return true;
+    if (si == cur_) return segs_[si].bytes + bytes <= opt_.max_buffer_bytes;
+    return buffered_ + bytes <= opt_.max_buffer_bytes;
+  }
+
   void work() {
     std::unique_ptr<Decoder> dec;
     for (;;) {
       size_t si;
       {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (stop_ || next_seg_ >= segs_.size()) return;
+        std::unique_lock<std::mutex> lk(mu_);
+        if (stop_) return;
+        if (next_seg_ >= segs_.size()) {
+          // No segment left: run queued products until the last decoding worker is done.
+          if (pool_ && pool_->queued() > 0) {
+            lk.unlock();
+            pool_->help();
+            continue;
+          }
+          if (!pool_ || decoding_ == 0) return;
+          cv_.wait(lk);
+          continue;
+        }
         si = next_seg_++;
         if (segs_[si].first_index > req_.last()) {  // nothing requested from here on
           for (size_t k = si; k < segs_.size(); ++k) segs_[k].done = true;
           next_seg_ = segs_.size();
           cv_.notify_all();
-          return;
+          continue;
         }
+        ++decoding_;
       }
       Segment& s = segs_[si];
       try {
-        if (!dec) dec = std::make_unique<Decoder>(src_, opt_, req_);
+        if (!dec) {
+          dec = std::make_unique<Decoder>(src_, opt_, req_);
+          dec->set_pool(pool_.get());
+        }
         const StreamStats before = dec->stats();
         dec->start_segment(s.begin, s.end, s.first_index);
-        FrameOut out;
+        Pending out;
         while (dec->next(out)) {
+          // Products before decoding on, while more than one task per worker waits.
+          while (pool_ && pool_->queued() > static_cast<size_t>(threads_)) pool_->help();
           std::unique_lock<std::mutex> lk(mu_);
-          cv_.wait(lk, [&] { return stop_ || si == cur_ || buffered_ + out.bytes() <= opt_.max_buffer_bytes; });
-          if (stop_) return;
-          buffered_ += out.bytes();
+          for (;;) {
+            if (stop_) {
+              --decoding_;
+              return;
+            }
+            if (fits(si, out.bytes)) break;
+            if (pool_ && pool_->queued() > 0) {  // waiting for room: run products meanwhile
+              lk.unlock();
+              pool_->help();
+              lk.lock();
+              continue;
+            }
+            cv_.wait(lk);
+          }
+          s.bytes += out.bytes;
+          if (si != cur_) buffered_ += out.bytes;
           s.queue.push_back(std::move(out));
+          out = Pending();
           cv_.notify_all();
         }
         const StreamStats after = dec->stats();
@@ -791,10 +979,12 @@ class ParallelStream : public FrameStream {
         s.stats.repeated_frames = after.repeated_frames - before.repeated_frames;
         s.stats.truncated = after.truncated;
         s.done = true;
+        --decoding_;
       } catch (...) {
         std::lock_guard<std::mutex> lk(mu_);
         s.error = std::current_exception();
         s.done = true;
+        --decoding_;
         dec.reset();
       }
       cv_.notify_all();
@@ -805,10 +995,13 @@ class ParallelStream : public FrameStream {
   ReaderOptions opt_;
   FrameRequest req_;
   std::vector<Segment> segs_;
+  int threads_ = 1;
+  std::unique_ptr<ProductPool> pool_;  // before workers_: alive while they run
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_;
-  size_t cur_ = 0, next_seg_ = 0, buffered_ = 0;
+  size_t cur_ = 0, next_seg_ = 0, buffered_ = 0;  // buffered_: queued bytes of segments after cur_
+  int decoding_ = 0;  // workers inside a segment
   bool stop_ = false;
   StreamStats stats_;
   std::unique_ptr<SequentialStream> fallback_;
