@@ -103,6 +103,7 @@ struct FrameIter {
     d["truncated"] = s.truncated;
     d["parallel"] = s.parallel;
     d["segments"] = s.segments;
+    d["pooled_products"] = s.pooled_products;
     return d;
   }
 };

@@ -767,7 +767,11 @@ class SequentialStream : public FrameStream {
     out = std::move(*p.out);
     return true;
   }
-  StreamStats stats() const override { return const_cast<Decoder&>(dec_).stats(); }
+  StreamStats stats() const override {
+    StreamStats s = const_cast<Decoder&>(dec_).stats();
+    s.pooled_products = pool_ != nullptr;
+    return s;
+  }
   Decoder& decoder() { return dec_; }
 
  private:
@@ -872,8 +876,10 @@ class ParallelStream : public FrameStream {
 
   StreamStats stats() const override {
     StreamStats s = stats_;
+    s.pooled_products = pool_ != nullptr;
     if (fallback_) {
       const StreamStats f = fallback_->stats();
+      s.pooled_products = s.pooled_products || f.pooled_products;
       s.frames_decoded += f.frames_decoded;
       s.corrupt_packets += f.corrupt_packets;
       s.corrupt_frames += f.corrupt_frames;

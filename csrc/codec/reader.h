@@ -127,6 +127,7 @@ struct StreamStats {
   bool truncated = false;
   bool parallel = false;        // whether parallel segment decoding was used
   int segments = 1;
+  bool pooled_products = false;  // whether products ran as tasks of a product pool (codec/product_pool.h)
 };
 
 class FrameStream {

@@ -194,8 +194,9 @@ def _default_threads() -> int:
 class VideoReader:
     """A video opened for reading. Use :func:`open_video` to create one.
 
-    ``num_threads`` (default: the usable CPUs, at most 4) decodes independent closed GOPs in parallel;
-    results never depend on it. ``on_error``: ``"skip"`` (default) skips damaged packets and counts them in
+    ``num_threads`` (default: the usable CPUs, at most 4) decodes independent closed GOPs in parallel and
+    computes per-frame products (RGB, residual, coding cost, block scores) off the decoding thread
+    (``stats["parallel"]``, ``stats["pooled_products"]``); results never depend on it. ``on_error``: ``"skip"`` (default) skips damaged packets and counts them in
     :attr:`stats`, ``"raise"`` raises :class:`~ov2_tokenizer.errors.CorruptVideoError`. ``timeout_s`` bounds
     opening and decoding (:class:`~ov2_tokenizer.errors.DecodeTimeout`).
     """
