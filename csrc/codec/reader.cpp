@@ -727,7 +727,7 @@ class SequentialStream : public FrameStream {
       pool_ = std::make_unique<ProductPool>(opt.num_threads - 1);
       dec_.set_pool(pool_.get());
       min_ahead_ = static_cast<size_t>(opt.num_threads);
-      max_ahead_ = 2 * min_ahead_ + 2;
+      max_ahead_ = min_ahead_ + 1;
     }
     dec_.start_segment(begin_packet, -1, first_index);
   }
@@ -797,7 +797,7 @@ class SequentialStream : public FrameStream {
 // ---------------------------------------------------------------------------------------------------------------
 // Parallel decoding of closed GOPs. Each worker owns a single-threaded Decoder and takes segments in increasing
 // order; the consumer reads segment queues in order. Outputs of segments ahead of the consumer are buffered up to
-// max_buffer_bytes, the consumer's current segment up to max_buffer_bytes of its own (the consumer drains it).
+// max_buffer_bytes in all (the consumer's segment may always queue one frame, so the consumer never waits forever).
 // With a pool (pipelined()), products are tasks that any worker runs, smallest frame index first: a worker runs
 // them before decoding on while more than one per worker is queued, and whenever it would wait for buffer space
 // (or has no segment left); the consumer runs its next frame's task if no one has started it.
@@ -839,6 +839,7 @@ class ParallelStream : public FrameStream {
         Pending p = std::move(s.queue.front());
         s.queue.pop_front();
         s.bytes -= p.bytes;
+        buffered_ -= p.bytes;
         cv_.notify_all();
         lk.unlock();
         if (pool_) pool_->wait(p.task);  // rethrows a product's error
@@ -865,8 +866,6 @@ class ParallelStream : public FrameStream {
           return fallback_->next(out);
         }
         ++cur_;
-        // The new current segment's frames leave the shared budget (they count against its own).
-        if (cur_ < segs_.size()) buffered_ -= segs_[cur_].bytes;
         cv_.notify_all();
         continue;
       }
@@ -909,10 +908,10 @@ class ParallelStream : public FrameStream {
     workers_.clear();
   }
 
-  // Under mu_: whether segment si may queue `bytes` more (a frame always fits into an empty queue).
+  // Under mu_: whether segment si may queue `bytes` more. All queued frames share max_buffer_bytes; a frame
+  // always fits into the consumer's segment when its queue is empty (so the consumer always gets its next frame).
   bool fits(size_t si, size_t bytes) const {
-    if (segs_[si].queue.empty()) return true;
-    if (si == cur_) return segs_[si].bytes + bytes <= opt_.max_buffer_bytes;
+    if (si == cur_ && segs_[si].queue.empty()) return true;
     return buffered_ + bytes <= opt_.max_buffer_bytes;
   }
 
@@ -971,7 +970,7 @@ class ParallelStream : public FrameStream {
             cv_.wait(lk);
           }
           s.bytes += out.bytes;
-          if (si != cur_) buffered_ += out.bytes;
+          buffered_ += out.bytes;
           s.queue.push_back(std::move(out));
           out = Pending();
           cv_.notify_all();
@@ -1006,7 +1005,7 @@ class ParallelStream : public FrameStream {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_;
-  size_t cur_ = 0, next_seg_ = 0, buffered_ = 0;  // buffered_: queued bytes of segments after cur_
+  size_t cur_ = 0, next_seg_ = 0, buffered_ = 0;  // buffered_: bytes of all queued frames
   int decoding_ = 0;  // workers inside a segment
   bool stop_ = false;
   StreamStats stats_;
@@ -1080,7 +1079,13 @@ std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptio
   // on_error=repeat decodes with one decoder: a closed GOP whose packets all fail has nothing of its own to repeat,
   // and only the sequential decoder holds the previous GOP's last good frame (same output for any num_threads).
   // A push source cannot be read twice (the packet table up front): it always uses the sequential decoder.
-  if (options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push) {
+  // Two threads and products for every frame (residual, coding cost, RGB, a post hook): one decoder whose
+  // products run on the second thread beats two segment decoders — as fast or faster (the products are as costly
+  // as decoding) and one decoder's memory instead of two (docs/decoding.md).
+  const bool every_frame_products =
+      request.all && (request.residual || request.coding_cost || request.rgb || static_cast<bool>(request.post));
+  const bool pipeline_instead = options.num_threads == 2 && every_frame_products && pipelined(source, options, request);
+  if (options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push && !pipeline_instead) {
     Demuxer dm(source, options.stream_index, options.timeout_s);
     const PacketTable t = read_packet_table(dm, false);
     if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");

@@ -52,7 +52,13 @@ def test_threads_bframe_clip_with_many_gops(bframe_clip):
     for threads in (2, 3, 4, 8):
         got, stats = reader_digests(bframe_clip.path, num_threads=threads, **PRODUCTS)
         assert got == ref, f"{threads} threads"
-        assert stats["parallel"] and stats["segments"] >= 2, stats
+        if threads == 2:  # products for every frame on two threads: one decoder + a product thread
+            assert not stats["parallel"] and stats["pooled_products"], stats
+        else:
+            assert stats["parallel"] and stats["segments"] >= 2, stats
+    got, stats = reader_digests(bframe_clip.path, num_threads=2, with_luma=True, with_mvs=True)
+    assert stats["parallel"] and stats["segments"] >= 2, stats  # light products: two segment decoders
+    assert got == reader_digests(bframe_clip.path, num_threads=1, with_luma=True, with_mvs=True)[0]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])

@@ -40,10 +40,16 @@ def test_one_gop_pipeline_equals_one_thread(int_motion_clip, threads):
 
 @pytest.mark.parametrize("threads", [2, 4])
 def test_many_gops_pool_equals_one_thread(bframe_clip, threads):
+    """Every frame's products on two threads: one decoder + a product thread (docs/decoding.md); four threads,
+    or selected frames: segment decoders sharing the pool."""
     ref, _ = _read(bframe_clip.path, 1, **HEAVY)
     got, stats = _read(bframe_clip.path, threads, **HEAVY)
-    assert stats["parallel"] and stats["segments"] >= 2 and stats["pooled_products"], stats
+    assert stats["pooled_products"] and stats["parallel"] == (threads > 2), stats
     assert got == ref
+    idx = list(range(0, bframe_clip.num_frames, 2))
+    got, stats = _read(bframe_clip.path, threads, indices=idx, **HEAVY)
+    assert stats["pooled_products"] and stats["parallel"] and stats["segments"] >= 2, stats
+    assert got == ref[::2]
 
 
 @pytest.mark.parametrize("clip", ["int_motion_clip", "bframe_clip"])
