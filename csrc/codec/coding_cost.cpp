@@ -20,16 +20,39 @@ float percentile_linear(float* v, size_t n, double q) {
 
 void coding_cost(const MotionField& f, bool intra_frame, const AVFrame* frame, float* out) {
   const size_t n = static_cast<size_t>(f.cells_w) * f.cells_h;
-  for (size_t c = 0; c < n; ++c) {
-    const bool intra = intra_frame || f.intra(c);
-    out[c] = intra ? kIntraCellCost : static_cast<float>(f.partitions[c]);
+  for (int cy = 0; cy < f.cells_h; ++cy) {
+    const size_t row = static_cast<size_t>(cy) * f.cells_w;
+    const uint8_t* h0 = f.has[0].data() + row;
+    const uint8_t* h1 = f.has[1].data() + row;
+    const uint8_t* mb = f.mb_partitions.data() + static_cast<size_t>(cy / 4) * f.mb_w;
+    float* o = out + row;
+    if (intra_frame) {
+      std::fill(o, o + f.cells_w, kIntraCellCost);
+      continue;
+    }
+    for (int cx = 0; cx < f.cells_w; ++cx)
+      o[cx] = (h0[cx] | h1[cx]) ? static_cast<float>(mb[cx >> 2]) : kIntraCellCost;
   }
   const AVFrameSideData* sd = frame ? av_frame_get_side_data(frame, AV_FRAME_DATA_VIDEO_ENC_PARAMS) : nullptr;
   if (sd && sd->size >= sizeof(AVVideoEncParams)) {
     const auto* par = reinterpret_cast<const AVVideoEncParams*>(sd->data);
+    // 2^(-delta_qp / 6), computed once per distinct delta (the same float as computing it per block)
+    float table[256];
+    bool known[256] = {false};
     for (unsigned i = 0; i < par->nb_blocks; ++i) {
       const AVVideoBlockParams* b = av_video_enc_params_block(const_cast<AVVideoEncParams*>(par), i);
-      const float scale = std::exp2(-static_cast<float>(b->delta_qp) / 6.0f);
+      float scale;
+      const int d = b->delta_qp;
+      if (d >= -128 && d < 128) {
+        if (!known[d + 128]) {
+          table[d + 128] = std::exp2(-static_cast<float>(d) / 6.0f);
+          known[d + 128] = true;
+        }
+        scale = table[d + 128];
+      } else {
+        scale = std::exp2(-static_cast<float>(d) / 6.0f);
+      }
+      if (scale == 1.0f) continue;  // x * 1 == x
       const int cx0 = std::max(0, b->src_x / 4), cy0 = std::max(0, b->src_y / 4);
       const int cx1 = std::min(f.cells_w, (b->src_x + b->w + 3) / 4);
       const int cy1 = std::min(f.cells_h, (b->src_y + b->h + 3) / 4);

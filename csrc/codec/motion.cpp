@@ -36,12 +36,13 @@ void densify_motion(const int32_t* rows, int64_t n, int width, int height, Motio
   const size_t cells = static_cast<size_t>(f.cells_w) * f.cells_h;
   f.has[0].assign(cells, 0);
   f.has[1].assign(cells, 0);
-  f.partitions.resize(cells);
   if (mv_field) std::memset(mv_field, 0, cells * 4 * sizeof(float));
   const int mbw = (width + 15) / 16, mbh = (height + 15) / 16;
-  std::vector<uint8_t> count[2];
-  count[0].assign(static_cast<size_t>(mbw) * mbh, 0);
-  count[1].assign(static_cast<size_t>(mbw) * mbh, 0);
+  f.mb_w = mbw;
+  f.mb_h = mbh;
+  const size_t mbs = static_cast<size_t>(mbw) * mbh;
+  f.mb_count[0].assign(mbs, 0);
+  f.mb_count[1].assign(mbs, 0);
   for (int64_t i = 0; i < n; ++i) {
     const int32_t* r = rows + i * kMvCols;
     const int list = r[0] > 0 ? 1 : 0;
@@ -65,17 +66,12 @@ void densify_motion(const int32_t* rows, int64_t n, int width, int height, Motio
       }
     }
     if (x0 >= 0 && y0 >= 0 && x0 / 16 < mbw && y0 / 16 < mbh) {
-      uint8_t& c = count[list][static_cast<size_t>(y0 / 16) * mbw + x0 / 16];
+      uint8_t& c = f.mb_count[list][static_cast<size_t>(y0 / 16) * mbw + x0 / 16];
       if (c < 255) ++c;
     }
   }
-  for (int cy = 0; cy < f.cells_h; ++cy) {
-    const size_t row = static_cast<size_t>(cy) * f.cells_w, mrow = static_cast<size_t>(cy / 4) * mbw;
-    for (int cx = 0; cx < f.cells_w; ++cx) {
-      const size_t mb = mrow + cx / 4;
-      f.partitions[row + cx] = std::max(count[0][mb], count[1][mb]);
-    }
-  }
+  f.mb_partitions.resize(mbs);
+  for (size_t m = 0; m < mbs; ++m) f.mb_partitions[m] = std::max(f.mb_count[0][m], f.mb_count[1][m]);
   if (intra_mask)
     for (size_t c = 0; c < cells; ++c) intra_mask[c] = (f.has[0][c] | f.has[1][c]) ? 0 : 1;
   if (mv_flags)

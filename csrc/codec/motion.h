@@ -13,10 +13,14 @@ constexpr int kMvCols = 10;  // source, w, h, src_x, src_y, dst_x, dst_y, motion
 struct MotionField {
   int cells_w = 0, cells_h = 0;  // ceil(W/4), ceil(H/4) of the visible frame
   std::vector<uint8_t> has[2];   // 1 where list 0 (past) / list 1 (future) has a vector for the cell
-  // Partitions of the cell's 16x16 macroblock: max over the two lists of the number of exported blocks.
-  std::vector<uint8_t> partitions;
+  // Per 16x16 macroblock (mb_w x mb_h, row-major): max over the two lists of the number of exported blocks whose
+  // top-left corner lies in it. A cell's partition density is that of its macroblock (partitions_of).
+  int mb_w = 0, mb_h = 0;
+  std::vector<uint8_t> mb_partitions;
+  std::vector<uint8_t> mb_count[2];  // per list (scratch of densify_motion)
 
   bool intra(size_t cell) const { return !has[0][cell] && !has[1][cell]; }
+  uint8_t partitions_of(int cy, int cx) const { return mb_partitions[static_cast<size_t>(cy / 4) * mb_w + cx / 4]; }
 };
 
 // Copies the frame's exported vectors into `rows` (N x 10 int32, FFmpeg's order without `flags`).

@@ -15,16 +15,14 @@ constexpr int WS = 32;  // window stride: a window holds (w + 5) x (h + 5) <= 21
 // Copies the (w + 5) x (h + 5) window of `ref` whose top-left is (x - 2, y - 2), clamping at the edges.
 void fetch_window(const Plane& ref, int x, int y, int w, int h, uint8_t* win) {
   const int x0 = x - 2, y0 = y - 2, ww = w + 5, wh = h + 5;
-  const bool inside = x0 >= 0 && y0 >= 0 && x0 + ww <= ref.width && y0 + wh <= ref.height;
+  // Columns [0, lo) repeat the left edge, [lo, hi) are copied, [hi, ww) repeat the right edge.
+  const int lo = std::clamp(-x0, 0, ww), hi = std::clamp(ref.width - x0, lo, ww);
   for (int r = 0; r < wh; ++r) {
     uint8_t* dst = win + r * WS;
-    if (inside) {
-      std::memcpy(dst, ref.data + (y0 + r) * ref.stride + x0, static_cast<size_t>(ww));
-    } else {
-      const int yy = std::clamp(y0 + r, 0, ref.height - 1);
-      const uint8_t* src = ref.data + yy * ref.stride;
-      for (int c = 0; c < ww; ++c) dst[c] = src[std::clamp(x0 + c, 0, ref.width - 1)];
-    }
+    const uint8_t* src = ref.data + std::clamp(y0 + r, 0, ref.height - 1) * ref.stride;
+    if (lo > 0) std::memset(dst, src[0], static_cast<size_t>(lo));
+    if (hi > lo) std::memcpy(dst + lo, src + x0 + lo, static_cast<size_t>(hi - lo));
+    if (ww > hi) std::memset(dst + hi, src[ref.width - 1], static_cast<size_t>(ww - hi));
   }
 }
 
@@ -302,12 +300,16 @@ void compute_residual(const Plane& cur, const Plane* ref0, const Plane* ref1, co
       const uint8_t* cov = scratch.covered.data() + crow;
       auto rule = [&](int cx) { return cov[cx] ? 0 : (intra_ref && !h0[cx] && !h1[cx]) ? 1 : 2; };
       for (int cx = 0; cx < f.cells_w;) {
-        const int state = rule(cx);  // 0 covered, 1 intra, 2 zero
+        if (cov[cx]) {  // covered cells (most of an inter frame): skip to the next uncovered one
+          const void* z = std::memchr(cov + cx, 0, static_cast<size_t>(f.cells_w - cx));
+          cx = z ? static_cast<int>(static_cast<const uint8_t*>(z) - cov) : f.cells_w;
+          continue;
+        }
+        const int state = rule(cx);  // 1 intra, 2 zero
         int run = cx + 1;            // a run of cells with the same rule
         while (run < f.cells_w && rule(run) == state) ++run;
         const int xs = cx * 4, xe = std::min(W, run * 4);
         cx = run;
-        if (state == 0) continue;
         for (int y = ys; y < ye; ++y) {
           int16_t* o = residual + static_cast<size_t>(y) * W;
           if (state == 2) {
