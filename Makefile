@@ -77,7 +77,20 @@ ASAN_ENV = OV2_CORE_DIR=$(ASAN_BUILD) LD_PRELOAD="$(ASAN_LIBS)" OMP_NUM_THREADS=
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS ?= 2
 
-.PHONY: asan asan-build leak-check fuzz robustness
+.PHONY: asan asan-build leak-check fuzz robustness tsan
+
+# make tsan: ThreadSanitizer over the threaded reader (segments, product pool, post hook) without Python:
+# tests/robustness/tsan_driver.cpp reads the demo sample (several closed GOPs, B-frames) and the shared videos
+# with 1-4 threads and compares digests. FFmpeg itself is not instrumented (tests/robustness/tsan.supp).
+TSAN_DIR ?= build/tsan
+tsan: venv
+	mkdir -p $(TSAN_DIR)
+	g++ -std=c++17 -O1 -g -fsanitize=thread -I csrc $$(pkg-config --cflags libavformat libavcodec libavutil libswscale) \
+	    tests/robustness/tsan_driver.cpp csrc/codec/*.cpp csrc/tokenize/*.cpp \
+	    $$(pkg-config --libs libavformat libavcodec libavutil libswscale) -lpthread -o $(TSAN_DIR)/driver
+	$(PY) -c "from ov2_tokenizer.samples import sample_video; print(sample_video('$(TSAN_DIR)/sample.mp4'))"
+	TSAN_OPTIONS=suppressions=$(abspath tests/robustness/tsan.supp):halt_on_error=1:second_deadlock_stack=1 \
+	    $(TSAN_DIR)/driver $(TSAN_DIR)/sample.mp4 $(wildcard ../shared/videos/tc_bt709_full_range.mp4 ../shared/videos/ytb_XwB-dkS5BVM.mp4)
 
 asan-build: venv
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOV2_SANITIZE=ON -DOV2_PYTHON=ON \
