@@ -17,6 +17,7 @@
 #include "codec/reader.h"
 #include "tokenize/block_score.h"
 #include "tokenize/geometry.h"
+#include "tokenize/ovenc_saliency.h"
 
 namespace py = pybind11;
 
@@ -90,6 +91,7 @@ struct FrameIter {
     if (req.residual && f.residual.ptr) d["residual"] = to_numpy(std::move(f.residual), {H, W});
     if (req.coding_cost && f.coding_cost.ptr) d["coding_cost"] = to_numpy(std::move(f.coding_cost), {h4, w4});
     if (f.scores.ptr) d["scores"] = to_numpy(std::move(f.scores), {f.score_h, f.score_w});
+    if (f.scores64.ptr) d["scores"] = to_numpy(std::move(f.scores64), {f.score_h, f.score_w});
     return d;
   }
 
@@ -160,7 +162,27 @@ struct Reader {
                    std::optional<py::dict> score, bool mvs_dense) {
     FrameIter it;
     it.req.mvs_dense = mvs_dense || score.has_value();
-    if (score) {
+    if (score && score->contains("kind") && (*score)["kind"].cast<std::string>() == "ovenc") {
+      // ovenc_topk patch scores (DESIGN §5.8) on the decoding threads: float64 [g, g]; vectors and residual dropped.
+      const int64_t size = (*score)["size"].cast<int64_t>(), patch = (*score)["patch"].cast<int64_t>();
+      const double q = (*score)["percentile"].cast<double>();
+      if (patch < 1 || size < patch) throw ov2::Error(ov2::ErrorKind::Config, "score", "need size >= patch >= 1");
+      if (!(q >= 0.0 && q <= 100.0)) throw ov2::Error(ov2::ErrorKind::Config, "score", "percentile must lie in [0, 100]");
+      mvs = residual = true;
+      it.req.post = [=](ov2::FrameOut& f) {
+        const int64_t g = size / patch;
+        f.score_h = f.score_w = static_cast<int>(g);
+        const int64_t h4 = (f.height + 3) / 4, w4 = (f.width + 3) / 4;
+        ov2::tok::ovenc_patch_scores(f.height, f.width, f.mv_field.data(), f.mv_flags.data(), h4, w4,
+                                     f.residual.data(), f.pict_type == 'I', size, patch, q,
+                                     f.scores64.allocate(static_cast<size_t>(g * g)));
+        f.mvs = {};
+        f.mv_field = {};
+        f.intra_mask = {};
+        f.mv_flags = {};
+        f.residual = {};
+      };
+    } else if (score) {
       // Block scores computed on the decoding threads (DESIGN §5.4–5.5); the products they need are dropped.
       const int64_t hc = (*score)["canvas_h"].cast<int64_t>(), wc = (*score)["canvas_w"].cast<int64_t>();
       const int64_t patch = (*score)["patch"].cast<int64_t>(), merge = (*score)["merge"].cast<int64_t>();

@@ -18,6 +18,7 @@
 #include "tokenize/candidates.h"
 #include "tokenize/geometry.h"
 #include "tokenize/gop_partition.h"
+#include "tokenize/ovenc_saliency.h"
 #include "tokenize/packing.h"
 #include "tokenize/saliency.h"
 
@@ -222,6 +223,38 @@ py::array_t<float> score_frame_py(int64_t canvas_h, int64_t canvas_w, int64_t he
   return out;
 }
 
+py::array_t<double> ovenc_patch_scores_py(int64_t height, int64_t width, std::optional<arr<float>> mv_field,
+                                          std::optional<arr<uint8_t>> mv_flags, std::optional<arr<int16_t>> residual,
+                                          bool is_intra, int64_t size, int64_t patch, double percentile) {
+  if (height < 1 || width < 1) throw Error("ovenc_patch_scores: height and width must be >= 1");
+  if (patch < 1 || size < patch) throw Error("ovenc_patch_scores: need size >= patch >= 1");
+  int64_t h4 = 0, w4 = 0;
+  if (mv_field) {
+    need_ndim(*mv_field, 3, "mv_field");
+    if (mv_field->shape(2) != 4) throw Error("mv_field: expected [h4, w4, 4]");
+    h4 = mv_field->shape(0);
+    w4 = mv_field->shape(1);
+    if (h4 < (height + 3) / 4 || w4 < (width + 3) / 4) throw Error("mv_field: grid smaller than ceil(frame/4)");
+    if (mv_flags && (mv_flags->ndim() != 2 || mv_flags->shape(0) != h4 || mv_flags->shape(1) != w4))
+      throw Error("mv_flags: expected the mv_field grid [h4, w4]");
+  } else if (mv_flags) {
+    throw Error("ovenc_patch_scores: mv_flags given without mv_field");
+  }
+  if (residual && (residual->ndim() != 2 || residual->shape(0) != height || residual->shape(1) != width))
+    throw Error("residual: expected [height, width]");
+  const int64_t g = size / patch;
+  py::array_t<double> out(g * g);
+  double* o = out.mutable_data();
+  const float* mv = mv_field ? mv_field->data() : nullptr;
+  const uint8_t* fl = mv_flags ? mv_flags->data() : nullptr;
+  const int16_t* res = residual ? residual->data() : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    ovenc_patch_scores(height, width, mv, fl, h4, w4, res, is_intra, size, patch, percentile, o);
+  }
+  return out;
+}
+
 py::dict allocate_py(arr<int64_t> gs, arr<int64_t> ge, arr<double> gc, arr<double> cand_t, arr<float> scores,
                      int64_t max_canvases, double lam, double alpha_peak, const std::string& anchor,
                      const std::string& rank, double t0, double delta) {
@@ -419,6 +452,11 @@ void ov2_bind_tokenize(py::module_& m) {
         py::arg("cost") = py::none(), py::arg("is_intra") = false, py::arg("patch") = 14, py::arg("merge") = 2,
         py::arg("beta") = 0.5, py::arg("valid") = py::none(),
         "saliency → area resize to the canvas → block_score (cost [h4, w4] area-resized too); I-frames → 0.");
+
+  t.def("ovenc_patch_scores", &ovenc_patch_scores_py, py::arg("height"), py::arg("width"),
+        py::arg("mv_field") = py::none(), py::arg("mv_flags") = py::none(), py::arg("residual") = py::none(),
+        py::arg("is_intra") = false, py::arg("size") = 576, py::arg("patch") = 16, py::arg("percentile") = 95.0,
+        "ovenc_topk patch scores, float64 [g·g]: fused saliency letterboxed into the square, per-patch sums (DESIGN §5.8).");
 
   t.def("allocate", &allocate_py, py::arg("group_start"), py::arg("group_end"), py::arg("group_cost"),
         py::arg("cand_t"), py::arg("scores"), py::kw_only(), py::arg("max_canvases") = 32, py::arg("lam") = 0.35,

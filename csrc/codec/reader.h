@@ -112,10 +112,11 @@ struct FrameOut {
   Buffer<int16_t> residual;      // H x W
   Buffer<float> coding_cost;     // ceil(H/4) x ceil(W/4)
   Buffer<float> scores;          // whatever FrameRequest::post computes (score_h x score_w)
+  Buffer<double> scores64;       // or in double (ovenc_topk patch scores), same shape; at most one of the two
   int score_h = 0, score_w = 0;
   size_t bytes() const {
     return luma.size() + rgb.size() + mvs.size() * 4 + mv_field.size() * 4 + intra_mask.size() * 2 + residual.size() * 2 +
-           coding_cost.size() * 4 + scores.size() * 4;
+           coding_cost.size() * 4 + scores.size() * 4 + scores64.size() * 8;
   }
 };
 

@@ -18,7 +18,11 @@ Pipeline (all numbers are ``TokenizerConfig`` fields; defaults in brackets):
    percentile (floor 1), clipped; fused = (motion + residual) / 2. The fused map is resized bilinearly into the
    square (zero padding) and summed per p×p patch [p = ``ovenc_patch`` = 16] → 36×36 = 1,296 cells.
    I-frames (no vectors, residual 0) score 0. Where the decoder exports no vectors (HEVC, VP9, AV1) the core's
-   estimated vectors are used (``info.motion_source == "estimated"``).
+   estimated vectors are used (``info.motion_source == "estimated"``). ``fused_saliency`` and ``PatchSummer``
+   below are the readable numpy form (float32 maps, like the released code); tokenization runs the same
+   expressions in C++ (``csrc/tokenize/ovenc_saliency.cpp``, in double) on the reader's product threads, so
+   only RGB and the float64 patch scores cross to Python. The two agree to float32 rounding; patches that
+   saturate (every pixel at 1) tie exactly only in exact arithmetic, so such ties may be ordered differently.
 4. Selection: total budget = ``ovenc_topk`` [10,368 = 8 × 1,296] rows. Slot 0 is kept whole (all 1,296 cells,
    padding included, raster order); the remaining ``ovenc_topk − 1,296`` [9,072] rows are a global top-K over
    the valid cells (patches lying entirely inside the letterboxed content) of slots 1..63, ties broken by
@@ -328,26 +332,21 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
     slots = slot_frame_ids(n_frames, cfg.ovenc_slots)
     lb = letterbox_geometry(info.height, info.width, size)
     valid = valid_cell_mask(lb, p)
-    summers: Dict[Tuple[int, int], PatchSummer] = {}
     uniq = np.unique(slots)
     scores_by_frame: Dict[int, np.ndarray] = {}
     squares_by_frame: Dict[int, np.ndarray] = {}
     pts_by_frame: Dict[int, float] = {}
     t1 = time.perf_counter()
     t_sal = 0.0
-    first = int(slots[0])
+    # Step 3 runs on the reader's product threads (csrc/tokenize/ovenc_saliency.cpp, the same expressions as
+    # fused_saliency + PatchSummer in double); a frame arrives with its float64 [g, g] patch scores.
+    scoring = dict(kind="ovenc", size=size, patch=p, percentile=float(cfg.percentile))
     for f in video.frames(indices=uniq, with_luma=False, with_rgb=True, rgb_size=(lb.hn, lb.wn),
-                          with_mvs=True, with_residual=True):
+                          block_scores=scoring):
         ts = time.perf_counter()
         squares_by_frame[f.index] = letterbox_rgb(f.rgb, lb)
         pts_by_frame[f.index] = float(f.pts_s)
-        if f.index == first and int((slots == first).sum()) == 1:
-            scores_by_frame[f.index] = np.zeros(g * g)  # slot 0 only: kept whole, its scores unused
-        else:
-            key = (int(f.height), int(f.width))
-            if key not in summers:  # the stream's size (a mid-stream size change gets its own weights)
-                summers[key] = PatchSummer(key[0], key[1], letterbox_geometry(key[0], key[1], size), p)
-            scores_by_frame[f.index] = summers[key].scores(*fused_saliency(f, cfg.percentile))
+        scores_by_frame[f.index] = f.scores.reshape(-1)
         t_sal += time.perf_counter() - ts
     t2 = time.perf_counter()
     if not squares_by_frame:
@@ -400,7 +399,7 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
             "num_valid_cells": int(valid.sum()),
             "k_rest": int(max(0, cfg.ovenc_topk - per)),
             "motion_source": info.motion_source,
-            "timings": {"plan": t1 - t0, "decode": t2 - t1 - t_sal, "saliency": t_sal, "select_pack": t3 - t2},
+            "timings": {"plan": t1 - t0, "decode_and_scores": t2 - t1 - t_sal, "letterbox": t_sal, "select_pack": t3 - t2},
             **{k: v for k, v in video.stats.items()},
         },
     )

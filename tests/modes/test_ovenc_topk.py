@@ -176,6 +176,80 @@ def test_fused_saliency_percentiles():
     assert O.fused_saliency(f) == (None, None)
 
 
+def _ref_scores(h, w, mv_field, mv_flags, residual, pict="P"):
+    f = ov2.video.Frame(index=1, pts_s=0.0, pict_type=pict, keyframe=False, luma=None, width=w, height=h)
+    f.mv_field, f.mv_flags, f.residual = mv_field, mv_flags, residual
+    return O.PatchSummer(h, w, O.letterbox_geometry(h, w)).scores(*O.fused_saliency(f))
+
+
+@pytest.mark.parametrize("h,w", [(720, 1280), (360, 640), (101, 230), (128, 128), (17, 9), (600, 37)])
+def test_native_patch_scores_equal_numpy_reference(h, w):
+    """csrc/tokenize/ovenc_saliency.cpp (the production path, on the product threads) computes the numpy
+    reference fused_saliency + PatchSummer in double: equal to float32 rounding."""
+    rng = np.random.default_rng(h * 7 + w)
+    h4, w4 = -(-h // 4), -(-w // 4)
+    mv = (rng.integers(-64, 64, size=(h4, w4, 4)) / 4.0).astype(np.float32)
+    flags = rng.integers(0, 4, size=(h4, w4)).astype(np.uint8)
+    res = rng.integers(-200, 200, size=(h, w)).astype(np.int16)
+    res[rng.random((h, w)) < 0.6] = 0  # mostly small, like a real residual
+    for args in ((mv, flags, res), (mv, None, res), (None, None, res), (mv, flags, None)):
+        want = _ref_scores(h, w, *args)
+        got = ov2._native.core.tok.ovenc_patch_scores(h, w, *args)
+        assert got.dtype == np.float64 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(want).max())))
+    assert not ov2._native.core.tok.ovenc_patch_scores(h, w, mv, flags, res, is_intra=True).any()
+    lb = O.letterbox_geometry(h, w)
+    # outside the letterboxed content nothing is scored
+    g = 576 // 16
+    got = ov2._native.core.tok.ovenc_patch_scores(h, w, mv, flags, res).reshape(g, g)
+    rows = np.arange(g) * 16
+    outside_r = (rows + 16 <= lb.top) | (rows >= lb.top + lb.hn)
+    outside_c = (rows + 16 <= lb.left) | (rows >= lb.left + lb.wn)
+    assert not got[outside_r].any() and not got[:, outside_c].any()
+
+
+def test_native_patch_scores_reject_bad_input():
+    tok = ov2._native.core.tok
+    with pytest.raises(ValueError):
+        tok.ovenc_patch_scores(8, 8, np.zeros((1, 2, 4), np.float32))  # grid smaller than ceil(frame / 4)
+    with pytest.raises(ValueError):
+        tok.ovenc_patch_scores(8, 8, residual=np.zeros((8, 7), np.int16))
+    with pytest.raises(ValueError):
+        tok.ovenc_patch_scores(8, 8, size=8, patch=16)
+    with pytest.raises(ValueError):
+        tok.ovenc_patch_scores(8, 8, residual=np.zeros((8, 8), np.int16), percentile=101.0)
+
+
+@pytest.mark.skipif(not SHARED_VIDEOS.is_dir(), reason="shared videos absent")
+def test_native_patch_scores_on_ytb_frames_equal_reference():
+    """On real frames (vectors and residual of the core), the rows a tokenization picks are a top-K of the numpy
+    reference's scores. Saturated patches (every pixel at 1) tie in exact arithmetic, and float rounding orders
+    such ties differently in the two, so the check is on scores, not on identities: every picked cell scores
+    within float rounding of the K-th best reference score."""
+    path = SHARED_VIDEOS / "ytb_XwB-dkS5BVM.mp4"
+    cfg = ov2.TokenizerConfig()
+    vt = ov2.tokenize_video(path, mode="ovenc_topk", config=cfg)
+    slots = vt.meta["slot_frames"]
+    uniq = sorted(set(slots))
+    ref = {}
+    for f in ov2.open_video(path).frames(indices=uniq, with_luma=False, with_mvs=True, with_residual=True):
+        ref[f.index] = _ref_scores(f.height, f.width, f.mv_field, f.mv_flags, f.residual, f.pict_type)
+    scores = np.stack([ref[s] for s in slots])
+    info = ov2.open_video(path).info
+    lb = O.letterbox_geometry(info.height, info.width)
+    valid = O.valid_cell_mask(lb)
+    rows = O.select_rows(scores, valid, cfg.ovenc_topk)
+    got = vt.pos_thw.numpy()
+    assert got.shape == rows.shape
+    np.testing.assert_array_equal(got[: G * G], rows[: G * G])  # slot 0 whole
+    flat = scores.reshape(len(slots), G, G)
+    picked = flat[got[G * G :, 0], got[G * G :, 1], got[G * G :, 2]]
+    kth = flat[rows[G * G :, 0], rows[G * G :, 1], rows[G * G :, 2]].min()
+    assert (got[G * G :, 0] > 0).all() and valid[got[G * G :, 1], got[G * G :, 2]].all()
+    assert picked.min() >= kth - 1e-4 * flat.max(), (picked.min(), kth)
+    assert abs(picked.sum() - flat[rows[G * G :, 0], rows[G * G :, 1], rows[G * G :, 2]].sum()) <= 1e-6 * picked.sum() * 100
+
+
 # --------------------------------------------------------------------------------------- known moving block
 def test_topk_concentrates_on_moving_block(moving_block_clip):
     path, tr = moving_block_clip

@@ -1,0 +1,205 @@
+#include "tokenize/ovenc_saliency.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <vector>
+
+#include "tokenize/saliency.h"
+
+namespace ov2::tok {
+
+Letterbox letterbox_geometry(int64_t height, int64_t width, int64_t size) {
+  require(height >= 1 && width >= 1 && size >= 1, "letterbox: sizes must be positive");
+  const double scale = static_cast<double>(size) / static_cast<double>(std::max(height, width));
+  Letterbox lb;
+  lb.size = size;
+  // std::nearbyint in the default rounding mode rounds half to even, like Python's round()
+  lb.hn = std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(static_cast<double>(height) * scale)));
+  lb.wn = std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(static_cast<double>(width) * scale)));
+  lb.top = (size - lb.hn) / 2;
+  lb.left = (size - lb.wn) / 2;
+  return lb;
+}
+
+namespace {
+
+// Sparse form of the banded matrix A [g, ceil(n_in / cell)] that maps a map's rows (or columns) to patch rows
+// (columns): A[r, k] = Σ of the bilinear weights with which output samples of patch r read source sample k
+// (cell k of `cell` samples). Built like the reference: weights accumulated in double per source, then
+// rounded to float32 (the reference's banded weights are float32). For each source k: its (patch, weight)
+// pairs, patch ascending.
+struct Taps {
+  std::vector<int64_t> begin;  // [n_src + 1] offsets into patch / weight
+  std::vector<int32_t> patch;
+  std::vector<double> weight;
+};
+
+void build_taps(int64_t n_in, int64_t n_out, int64_t offset, int64_t patch, int64_t cell, int64_t g, Taps& t) {
+  const int64_t n_src = (n_in + cell - 1) / cell;
+  std::vector<double> m(static_cast<size_t>(g * n_src), 0.0);
+  const double ratio = static_cast<double>(n_in) / static_cast<double>(n_out);
+  for (int64_t o = 0; o < n_out; ++o) {
+    double src = (static_cast<double>(o) + 0.5) * ratio - 0.5;
+    src = std::min(std::max(src, 0.0), static_cast<double>(n_in - 1));
+    const int64_t i0 = static_cast<int64_t>(std::floor(src));
+    const int64_t i1 = std::min(i0 + 1, n_in - 1);
+    const double w1 = static_cast<double>(static_cast<float>(src - static_cast<double>(i0)));
+    const int64_t r = (offset + o) / patch;
+    if (r < 0 || r >= g) continue;
+    m[static_cast<size_t>(r * n_src + i0 / cell)] += 1.0 - w1;
+    m[static_cast<size_t>(r * n_src + i1 / cell)] += w1;
+  }
+  t.begin.assign(static_cast<size_t>(n_src + 1), 0);
+  t.patch.clear();
+  t.weight.clear();
+  for (int64_t k = 0; k < n_src; ++k) {
+    for (int64_t r = 0; r < g; ++r) {
+      const double w = m[static_cast<size_t>(r * n_src + k)];
+      if (w != 0.0) {
+        t.patch.push_back(static_cast<int32_t>(r));
+        t.weight.push_back(static_cast<double>(static_cast<float>(w)));
+      }
+    }
+    t.begin[static_cast<size_t>(k + 1)] = static_cast<int64_t>(t.patch.size());
+  }
+}
+
+// out[g, g] += A · X · Bᵀ for a map X [rows, cols] given row by row through `row_of(k, buf)`:
+// every source row is folded into the ≤ 2-3 patch rows it feeds (rows stage), then the g × cols partial sums
+// are folded into patch columns (columns stage).
+template <typename RowFn>
+void apply_banded(const Taps& a, const Taps& b, int64_t rows, int64_t cols, int64_t g, RowFn row_of, double* out) {
+  thread_local std::vector<double> acc, buf;
+  acc.assign(static_cast<size_t>(g * cols), 0.0);
+  buf.resize(static_cast<size_t>(cols));
+  for (int64_t k = 0; k < rows; ++k) {
+    const int64_t t0 = a.begin[static_cast<size_t>(k)], t1 = a.begin[static_cast<size_t>(k + 1)];
+    if (t0 == t1) continue;
+    row_of(k, buf.data());
+    const double* x = buf.data();
+    for (int64_t t = t0; t < t1; ++t) {
+      double* dst = acc.data() + static_cast<size_t>(a.patch[static_cast<size_t>(t)]) * static_cast<size_t>(cols);
+      const double w = a.weight[static_cast<size_t>(t)];
+      for (int64_t c = 0; c < cols; ++c) dst[c] += w * x[c];
+    }
+  }
+  for (int64_t r = 0; r < g; ++r) {
+    const double* src = acc.data() + static_cast<size_t>(r * cols);
+    double* o = out + r * g;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double v = src[c];
+      if (v == 0.0) continue;
+      const int64_t t0 = b.begin[static_cast<size_t>(c)], t1 = b.begin[static_cast<size_t>(c + 1)];
+      for (int64_t t = t0; t < t1; ++t) o[b.patch[static_cast<size_t>(t)]] += b.weight[static_cast<size_t>(t)] * v;
+    }
+  }
+}
+
+// numpy's linear-interpolation percentile of the integer sample whose histogram is `counts`
+double percentile_of_counts(const std::vector<int64_t>& counts, double q) {
+  int64_t n = 0;
+  for (int64_t c : counts) n += c;
+  if (n == 0) return 0.0;
+  const double k = (q / 100.0) * static_cast<double>(n - 1);
+  const int64_t lo = static_cast<int64_t>(std::floor(k));
+  const int64_t hi = std::min(lo + 1, n - 1);
+  int64_t v_lo = -1, v_hi = -1, cum = 0;
+  for (size_t v = 0; v < counts.size() && v_hi < 0; ++v) {
+    cum += counts[v];
+    if (v_lo < 0 && cum > lo) v_lo = static_cast<int64_t>(v);
+    if (cum > hi) v_hi = static_cast<int64_t>(v);
+  }
+  return static_cast<double>(v_lo) + (k - static_cast<double>(lo)) * static_cast<double>(v_hi - v_lo);
+}
+
+}  // namespace
+
+void ovenc_patch_scores(int64_t height, int64_t width, const float* mv_field, const uint8_t* mv_flags, int64_t h4,
+                        int64_t w4, const int16_t* residual, bool is_intra_frame, int64_t size, int64_t patch,
+                        double percentile, double* out) {
+  require(height >= 1 && width >= 1, "ovenc_patch_scores: frame size must be positive");
+  require(patch >= 1 && size >= patch, "ovenc_patch_scores: need size >= patch >= 1");
+  require(percentile >= 0.0 && percentile <= 100.0, "ovenc_patch_scores: percentile must lie in [0, 100]");
+  const int64_t g = size / patch;
+  std::fill(out, out + g * g, 0.0);
+  if (is_intra_frame || (!mv_field && !residual)) return;
+  const Letterbox lb = letterbox_geometry(height, width, size);
+  const int64_t ch = (height + 3) / 4, cw = (width + 3) / 4;
+
+  if (residual) {
+    // R̄ as a table over |r|: min(|r| / a, 1) rounded to float32 like the reference's lookup table
+    thread_local std::vector<int64_t> counts;
+    const int64_t npx = height * width;
+    int32_t vmax = 0;
+    for (int64_t i = 0; i < npx; ++i) vmax = std::max(vmax, std::abs(static_cast<int32_t>(residual[i])));
+    counts.assign(static_cast<size_t>(vmax) + 1, 0);
+    for (int64_t i = 0; i < npx; ++i) ++counts[static_cast<size_t>(std::abs(static_cast<int32_t>(residual[i])))];
+    const double a = std::max(percentile_of_counts(counts, percentile), 1.0);
+    thread_local std::vector<double> lut;
+    lut.resize(counts.size());
+    for (size_t v = 0; v < lut.size(); ++v)
+      lut[v] = static_cast<double>(static_cast<float>(std::min(static_cast<double>(v) / a, 1.0)));
+    Taps ta, tb;
+    build_taps(height, lb.hn, lb.top, patch, 1, g, ta);
+    build_taps(width, lb.wn, lb.left, patch, 1, g, tb);
+    const double* pl = lut.data();
+    apply_banded(ta, tb, height, width, g,
+                 [&](int64_t y, double* dst) {
+                   const int16_t* src = residual + y * width;
+                   for (int64_t x = 0; x < width; ++x) dst[x] = pl[std::abs(static_cast<int32_t>(src[x]))];
+                 },
+                 out);
+  }
+
+  if (mv_field) {
+    require(h4 >= ch && w4 >= cw, "ovenc_patch_scores: mv_field grid smaller than ceil(frame/4)");
+    const size_t n = static_cast<size_t>(h4 * w4);
+    thread_local std::vector<double> vx, vy, tmp, mag;
+    vx.resize(n);
+    vy.resize(n);
+    for (size_t c = 0; c < n; ++c) {
+      const uint8_t fl = mv_flags ? mv_flags[c] : uint8_t{1};
+      const float* v = mv_field + c * 4;
+      if (fl & 1u) {
+        vx[c] = v[0];
+        vy[c] = v[1];
+      } else if (fl & 2u) {
+        vx[c] = v[2];
+        vy[c] = v[3];
+      } else {
+        vx[c] = vy[c] = 0.0;
+      }
+    }
+    auto median = [&](const std::vector<double>& v) {  // numpy's median: mean of the two middle values
+      tmp.assign(v.begin(), v.end());
+      const size_t mid = n / 2;
+      std::nth_element(tmp.begin(), tmp.begin() + static_cast<std::ptrdiff_t>(mid), tmp.end());
+      const double upper = tmp[mid];
+      if (n % 2 == 1) return upper;
+      const double lower = *std::max_element(tmp.begin(), tmp.begin() + static_cast<std::ptrdiff_t>(mid));
+      return (lower + upper) / 2.0;
+    };
+    const double mx = median(vx), my = median(vy);
+    mag.resize(n);
+    for (size_t c = 0; c < n; ++c) {
+      const double dx = vx[c] - mx, dy = vy[c] - my;
+      mag[c] = std::sqrt(dx * dx + dy * dy);
+    }
+    tmp.assign(mag.begin(), mag.end());
+    const double a = std::max(percentile_linear(tmp.data(), static_cast<int64_t>(n), percentile), 1e-6);
+    Taps ta, tb;
+    build_taps(height, lb.hn, lb.top, patch, 4, g, ta);
+    build_taps(width, lb.wn, lb.left, patch, 4, g, tb);
+    const double* pm = mag.data();
+    apply_banded(ta, tb, ch, cw, g,
+                 [&](int64_t y, double* dst) {
+                   const double* src = pm + y * w4;
+                   for (int64_t x = 0; x < cw; ++x) dst[x] = std::min(src[x] / a, 1.0);
+                 },
+                 out);
+  }
+  for (int64_t i = 0; i < g * g; ++i) out[i] *= 0.5;
+}
+
+}  // namespace ov2::tok
