@@ -106,6 +106,8 @@ struct FrameIter {
     d["parallel"] = s.parallel;
     d["segments"] = s.segments;
     d["pooled_products"] = s.pooled_products;
+    d["skipped_frames"] = s.skipped_frames;
+    d["skip_fallback"] = s.skip_fallback;
     return d;
   }
 };

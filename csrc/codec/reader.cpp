@@ -259,6 +259,12 @@ bool pipelined(const Source& src, const ReaderOptions& opt, const FrameRequest& 
 
 // ---------------------------------------------------------------------------------------------------------------
 // One single-threaded decoder that decodes a range of packets [begin, end) of the stream, pull-based.
+// A decoded frame did not sit at its pts rank (a file the skip plan's model does not fit: frames dropped by the
+// decoder, discarded leading pictures, fields in separate packets, ...). Caught by SkipGuard.
+struct SkipPlanBroken : std::exception {
+  const char* what() const noexcept override { return "skip plan does not fit this file"; }
+};
+
 class Decoder {
  public:
   Decoder(const Source& src, const ReaderOptions& opt, const FrameRequest& req)
@@ -277,6 +283,7 @@ class Decoder {
     if (req_.on_open) req_.on_open(dm_, req_);  // streaming: the request may depend on the opened stream
     estimate_ = codec_needs_estimate(dm_.stream()->codecpar->codec_id) && (req.mvs || req.residual || req.coding_cost);
     if (req_.post) post_ = std::make_shared<const std::function<void(FrameOut&)>>(req_.post);
+    if (!estimate_ && opt.on_error != OnError::Repeat) plan_ = req_.skip_plan;
     name_ = std::make_shared<const std::string>(dm_.source().name);
   }
 
@@ -288,6 +295,7 @@ class Decoder {
   bool demux_ended() const { return demux_eof_; }
 
   void start_segment(int64_t begin, int64_t end, int64_t first_index) {
+    begin_ = begin;
     end_ = end;
     first_index_ = first_index;
     ordinal_ = 0;
@@ -308,7 +316,15 @@ class Decoder {
     open_codec();
   }
 
-  int64_t frames_out() const { return ordinal_; }
+  // Output frames of the segment so far, counting skipped ones; after the segment ended, its trailing skipped
+  // frames too (one frame per packet, as segments assume).
+  int64_t frames_out() const {
+    if (!plan_ || !segment_done_) return ordinal_;
+    const int64_t lo = first_index_ + ordinal_;
+    const int64_t hi = end_ >= 0 ? first_index_ + (end_ - begin_) : INT64_MAX;
+    const auto& sk = plan_->skipped;
+    return ordinal_ + (std::lower_bound(sk.begin(), sk.end(), hi) - std::lower_bound(sk.begin(), sk.end(), lo));
+  }
 
   // The next requested frame of the segment; false when the segment (or the request) is finished.
   bool next(Pending& out) {
@@ -329,6 +345,12 @@ class Decoder {
         }
         segment_done_ = true;
         return false;
+      }
+      if (plan_) {  // skipped frames keep their indices (pts ranks); every decoded frame must sit at its rank
+        while (std::binary_search(plan_->skipped.begin(), plan_->skipped.end(), first_index_ + ordinal_)) ++ordinal_;
+        const int64_t k = first_index_ + ordinal_;
+        if (k >= static_cast<int64_t>(plan_->pts_by_rank.size()) || frame_pts() != plan_->pts_by_rank[static_cast<size_t>(k)])
+          throw SkipPlanBroken();
       }
       const int64_t index = first_index_ + ordinal_++;
       if (repeated) ++stats_.repeated_frames;
@@ -450,6 +472,12 @@ class Decoder {
       // Every closed GOP is decoded from a freshly opened decoder, whichever decoder and segment it falls in: the
       // previous GOP is drained first. Undamaged streams decode the same either way; a damaged GOP start is then
       // concealed from nothing rather than from the previous GOP, so outputs never depend on num_threads.
+      if (plan_ && held_index_ >= 0 && static_cast<size_t>(held_index_) < plan_->skip_packet.size() &&
+          plan_->skip_packet[static_cast<size_t>(held_index_)]) {  // a frame no one needs: never decoded
+        held_ = false;
+        ++stats_.skipped_frames;
+        continue;
+      }
       if (safe && sent_in_codec_ > 0) {
         restart_pending_ = true;
         start_drain();
@@ -707,7 +735,8 @@ class Decoder {
   bool held_ = false, demux_eof_ = false, draining_ = false, segment_done_ = false;
   bool restart_pending_ = false;  // draining before a closed GOP that gets a fresh decoder
   int64_t sent_in_codec_ = 0;     // packets fed to the current decoder since it was opened
-  int64_t held_index_ = -1, next_pkt_index_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
+  int64_t held_index_ = -1, next_pkt_index_ = 0, begin_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
+  std::shared_ptr<const SkipPlan> plan_;
   std::deque<std::shared_ptr<const Luma8>> refs_;
   std::map<int64_t, int8_t> ref_by_pts_;
   std::vector<int32_t> rows_;
@@ -883,6 +912,7 @@ class ParallelStream : public FrameStream {
       s.corrupt_packets += f.corrupt_packets;
       s.corrupt_frames += f.corrupt_frames;
       s.repeated_frames += f.repeated_frames;
+      s.skipped_frames += f.skipped_frames;
       s.truncated = s.truncated || f.truncated;
     }
     return s;
@@ -894,6 +924,7 @@ class ParallelStream : public FrameStream {
     stats_.corrupt_packets += s.corrupt_packets;
     stats_.corrupt_frames += s.corrupt_frames;
     stats_.repeated_frames += s.repeated_frames;
+    stats_.skipped_frames += s.skipped_frames;
     stats_.truncated = stats_.truncated || s.truncated;
   }
 
@@ -982,6 +1013,7 @@ class ParallelStream : public FrameStream {
         s.stats.corrupt_packets = after.corrupt_packets - before.corrupt_packets;
         s.stats.corrupt_frames = after.corrupt_frames - before.corrupt_frames;
         s.stats.repeated_frames = after.repeated_frames - before.repeated_frames;
+        s.stats.skipped_frames = after.skipped_frames - before.skipped_frames;
         s.stats.truncated = after.truncated;
         s.done = true;
         --decoding_;
@@ -1074,8 +1106,93 @@ PacketTable read_packets(const Source& source, const ReaderOptions& options) {
   return t;
 }
 
-std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptions& options,
-                                         const FrameRequest& request) {
+namespace {
+
+// The skip plan of a sparse request on H.264 (FrameRequest::skip_plan), or null when nothing would be skipped or
+// the table does not support one: a damaged or truncated table, a packet without pts, repeated pts.
+std::shared_ptr<const SkipPlan> make_skip_plan(const PacketTable& t, const FrameRequest& req) {
+  const size_t n = t.count();
+  if (n == 0 || t.truncated || t.read_errors != 0) return nullptr;
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (t.pts[i] == AV_NOPTS_VALUE) return nullptr;
+    order[i] = i;
+  }
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return t.pts[a] < t.pts[b]; });
+  auto plan = std::make_shared<SkipPlan>();
+  plan->pts_by_rank.resize(n);
+  plan->skip_packet.assign(n, 0);
+  for (size_t k = 0; k < n; ++k) {
+    plan->pts_by_rank[k] = t.pts[order[k]];
+    if (k > 0 && plan->pts_by_rank[k] == plan->pts_by_rank[k - 1]) return nullptr;
+  }
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = order[k];
+    const int64_t rank = static_cast<int64_t>(k);
+    if (t.reference[i] == 0 && !std::binary_search(req.indices.begin(), req.indices.end(), rank)) {
+      plan->skip_packet[i] = 1;
+      plan->skipped.push_back(rank);  // ascending
+    }
+  }
+  if (plan->skipped.empty()) return nullptr;
+  return plan;
+}
+
+std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const ReaderOptions& options,
+                                              const FrameRequest& request, bool allow_skip);
+
+// Runs a stream with a skip plan; if the plan does not fit the file (SkipPlanBroken), reads the frames it has not
+// delivered yet again without skipping. The outputs are then those of a read without a plan (the frames before
+// the break were checked to sit at the same indices), whatever num_threads is.
+class SkipGuard : public FrameStream {
+ public:
+  SkipGuard(std::unique_ptr<FrameStream> inner, const Source& src, const ReaderOptions& opt, const FrameRequest& req)
+      : inner_(std::move(inner)), src_(src), opt_(opt), req_(req) {
+    req_.skip_plan = nullptr;
+  }
+  bool next(FrameOut& out) override {
+    for (;;) {
+      try {
+        if (!inner_->next(out)) return false;
+        last_ = out.index;
+        return true;
+      } catch (const SkipPlanBroken&) {
+        const StreamStats s = inner_->stats();
+        done_.frames_decoded += s.frames_decoded;
+        done_.skipped_frames += s.skipped_frames;
+        done_.corrupt_packets += s.corrupt_packets;
+        done_.corrupt_frames += s.corrupt_frames;
+        inner_.reset();
+        FrameRequest r = req_;
+        r.indices.erase(r.indices.begin(), std::upper_bound(r.indices.begin(), r.indices.end(), last_));
+        fell_back_ = true;
+        if (r.indices.empty()) return false;
+        inner_ = open_frames_impl(src_, opt_, r, false);
+      }
+    }
+  }
+  StreamStats stats() const override {
+    StreamStats s = inner_ ? inner_->stats() : StreamStats{};
+    s.frames_decoded += done_.frames_decoded;
+    s.skipped_frames += done_.skipped_frames;
+    s.corrupt_packets += done_.corrupt_packets;
+    s.corrupt_frames += done_.corrupt_frames;
+    s.skip_fallback = fell_back_;
+    return s;
+  }
+
+ private:
+  std::unique_ptr<FrameStream> inner_;
+  Source src_;
+  ReaderOptions opt_;
+  FrameRequest req_;
+  int64_t last_ = -1;
+  bool fell_back_ = false;
+  StreamStats done_;
+};
+
+std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const ReaderOptions& options,
+                                              const FrameRequest& request, bool allow_skip) {
   // on_error=repeat decodes with one decoder: a closed GOP whose packets all fail has nothing of its own to repeat,
   // and only the sequential decoder holds the previous GOP's last good frame (same output for any num_threads).
   // A push source cannot be read twice (the packet table up front): it always uses the sequential decoder.
@@ -1085,33 +1202,53 @@ std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptio
   const bool every_frame_products =
       request.all && (request.residual || request.coding_cost || request.rgb || static_cast<bool>(request.post));
   const bool pipeline_instead = options.num_threads == 2 && every_frame_products && pipelined(source, options, request);
-  if (options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push && !pipeline_instead) {
+  const bool may_parallel = options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push && !pipeline_instead;
+  // Skipping: a sparse request on H.264 (the NAL header says which pictures no other picture references).
+  const bool may_skip = allow_skip && !request.all && !request.select && !request.indices.empty() && !source.push &&
+                        options.on_error != OnError::Repeat;
+  FrameRequest req = request;
+  std::shared_ptr<const SkipPlan> plan;
+  std::unique_ptr<FrameStream> inner;
+  if (may_parallel || may_skip) {
     Demuxer dm(source, options.stream_index, options.timeout_s);
-    const PacketTable t = read_packet_table(dm, false);
-    if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");
-    const int64_t n = static_cast<int64_t>(t.count());
-    if (!t.truncated && t.read_errors == 0 && n > 0) {
-      // Closed-GOP starts, merged so that segments hold at least n / (4 * threads) packets.
-      const int64_t min_len = std::max<int64_t>(8, n / (4 * options.num_threads));
-      std::vector<int64_t> starts{0};
-      for (int64_t i = 1; i < n; ++i)
-        if (t.safe_start[static_cast<size_t>(i)] && i - starts.back() >= min_len) starts.push_back(i);
-      if (n - starts.back() < min_len / 2 && starts.size() > 1) starts.pop_back();
-      if (starts.size() >= 2) {
-        std::vector<Segment> segs(starts.size());
-        for (size_t k = 0; k < starts.size(); ++k) {
-          segs[k].begin = starts[k];
-          segs[k].end = k + 1 < starts.size() ? starts[k + 1] : -1;
-          segs[k].first_index = starts[k];  // one frame per packet; verified while decoding
-          segs[k].expected = (k + 1 < starts.size() ? starts[k + 1] : n) - starts[k];
+    const bool h264 = dm.stream()->codecpar->codec_id == AV_CODEC_ID_H264;
+    if (may_parallel || (may_skip && h264)) {
+      const PacketTable t = read_packet_table(dm, false);
+      if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");
+      if (may_skip && h264) plan = make_skip_plan(t, request);
+      req.skip_plan = plan;
+      const int64_t n = static_cast<int64_t>(t.count());
+      if (may_parallel && !t.truncated && t.read_errors == 0 && n > 0) {
+        // Closed-GOP starts, merged so that segments hold at least n / (4 * threads) packets.
+        const int64_t min_len = std::max<int64_t>(8, n / (4 * options.num_threads));
+        std::vector<int64_t> starts{0};
+        for (int64_t i = 1; i < n; ++i)
+          if (t.safe_start[static_cast<size_t>(i)] && i - starts.back() >= min_len) starts.push_back(i);
+        if (n - starts.back() < min_len / 2 && starts.size() > 1) starts.pop_back();
+        if (starts.size() >= 2) {
+          std::vector<Segment> segs(starts.size());
+          for (size_t k = 0; k < starts.size(); ++k) {
+            segs[k].begin = starts[k];
+            segs[k].end = k + 1 < starts.size() ? starts[k + 1] : -1;
+            segs[k].first_index = starts[k];  // one frame per packet; verified while decoding
+            segs[k].expected = (k + 1 < starts.size() ? starts[k + 1] : n) - starts[k];
+          }
+          const int threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(options.num_threads), segs.size()));
+          inner = std::make_unique<ParallelStream>(source, options, req, std::move(segs), threads);
         }
-        const int threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(options.num_threads), segs.size()));
-        return std::make_unique<MonotonicTimes>(
-            std::make_unique<ParallelStream>(source, options, request, std::move(segs), threads));
       }
     }
   }
-  return std::make_unique<MonotonicTimes>(std::make_unique<SequentialStream>(source, options, request));
+  if (!inner) inner = std::make_unique<SequentialStream>(source, options, req);
+  if (plan) inner = std::make_unique<SkipGuard>(std::move(inner), source, options, request);
+  return std::make_unique<MonotonicTimes>(std::move(inner));
+}
+
+}  // namespace
+
+std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptions& options,
+                                         const FrameRequest& request) {
+  return open_frames_impl(source, options, request, true);
 }
 
 }  // namespace ov2

@@ -47,6 +47,15 @@ struct ReaderOptions {
   size_t max_buffer_bytes = size_t(16) << 20;  // decoded-ahead outputs held for re-ordering (parallel decoding)
 };
 
+// Sparse requests (indices) on H.264: the packets of non-reference pictures whose frames are not requested are
+// never sent to the decoder (nothing references them). Built by open_frames from the packet table; frame indices
+// then come from pts ranks, checked against every decoded frame (docs/decoding.md, "Skipping").
+struct SkipPlan {
+  std::vector<uint8_t> skip_packet;  // by packet index (demux order, empty packets not counted)
+  std::vector<int64_t> skipped;      // sorted frame indices (pts ranks) of those packets
+  std::vector<int64_t> pts_by_rank;  // raw pts of frame index k
+};
+
 struct FrameRequest {
   bool all = true;
   std::vector<int64_t> indices;  // sorted, unique; used when !all
@@ -64,6 +73,7 @@ struct FrameRequest {
   // When set (with all = true), decides per decoded frame whether it is requested, instead of `indices`:
   // select(presentation-order index, presentation time in seconds as FrameOut::pts_s would hold it).
   std::function<bool(int64_t index, double pts_s)> select;
+  std::shared_ptr<const SkipPlan> skip_plan;  // set by open_frames (internal)
   bool wants(int64_t index) const;
   int64_t last() const { return all ? INT64_MAX : (indices.empty() ? -1 : indices.back()); }
 };
@@ -129,6 +139,8 @@ struct StreamStats {
   bool parallel = false;        // whether parallel segment decoding was used
   int segments = 1;
   bool pooled_products = false;  // whether products ran as tasks of a product pool (codec/product_pool.h)
+  int64_t skipped_frames = 0;    // unrequested non-reference frames never decoded (SkipPlan)
+  bool skip_fallback = false;    // the skip plan did not hold for this file: read again without skipping
 };
 
 class FrameStream {

@@ -41,7 +41,8 @@ CFG = dict(num_frames=16, max_canvases=4, max_pixels=12544, ovenc_slots=8, ovenc
 MODE_CFG = {"cope": dict(num_frames=4, max_canvases=2)}
 #: Decoder statistics and bookkeeping that may differ between equal outputs (see the module docstring).
 STATS_KEYS = {"timings", "source", "config", "frames_decoded", "corrupt_packets", "corrupt_frames",
-              "repeated_frames", "truncated", "parallel", "segments", "pooled_products"}
+              "repeated_frames", "truncated", "parallel", "segments", "pooled_products", "skipped_frames",
+              "skip_fallback"}
 X264 = {"g": "8", "bf": "2", "x264-params": "keyint=8:min-keyint=8:scenecut=0"}
 
 
