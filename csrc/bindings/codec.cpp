@@ -23,6 +23,16 @@ namespace py = pybind11;
 
 namespace {
 
+// After a post hook has reduced a frame's vectors, residual and coding cost to scores: free them (RGB stays).
+void drop_scored_products(ov2::FrameOut& f) {
+  f.mvs = {};
+  f.mv_field = {};
+  f.intra_mask = {};
+  f.mv_flags = {};
+  f.residual = {};
+  f.coding_cost = {};
+}
+
 template <class T>
 py::array_t<T> to_numpy(ov2::Buffer<T>&& b, std::vector<py::ssize_t> shape) {
   if (!b.ptr) b.allocate(0);
@@ -178,11 +188,7 @@ struct Reader {
         ov2::tok::ovenc_patch_scores(f.height, f.width, f.mv_field.data(), f.mv_flags.data(), h4, w4,
                                      f.residual.data(), f.pict_type == 'I', size, patch, q,
                                      f.scores64.allocate(static_cast<size_t>(g * g)));
-        f.mvs = {};
-        f.mv_field = {};
-        f.intra_mask = {};
-        f.mv_flags = {};
-        f.residual = {};
+        drop_scored_products(f);
       };
     } else if (score) {
       // Block scores computed on the decoding threads (DESIGN §5.4–5.5); the products they need are dropped.
@@ -205,14 +211,7 @@ struct Reader {
         ov2::tok::score_frame(hc, wc, f.height, f.width, f.mv_field.data(), f.mv_flags.data(), h4, w4,
                               f.residual.data(), f.coding_cost.data(), h4, w4, f.pict_type == 'I', patch, merge, b,
                               ov2::tok::ValidRect{}, f.scores.allocate(static_cast<size_t>(nbh * nbw)));
-        if (!keep) {
-          f.mvs = {};
-          f.mv_field = {};
-          f.intra_mask = {};
-          f.mv_flags = {};
-          f.residual = {};
-          f.coding_cost = {};
-        }
+        if (!keep) drop_scored_products(f);
       };
     }
     it.req.rgb_width = rgb_width;
@@ -472,12 +471,7 @@ std::unique_ptr<StreamSession> make_stream_session(const py::object& src, const 
     ov2::tok::score_frame(hc, wc, f.height, f.width, f.mv_field.data(), f.mv_flags.data(), h4, w4, f.residual.data(),
                           f.coding_cost.data(), h4, w4, f.pict_type == 'I', patch, merge, b, ov2::tok::ValidRect{},
                           f.scores.allocate(static_cast<size_t>(nbh * nbw)));
-    f.mvs = {};
-    f.mv_field = {};
-    f.intra_mask = {};
-    f.mv_flags = {};
-    f.residual = {};
-    f.coding_cost = {};
+    drop_scored_products(f);
   };
   s->dec = std::make_unique<ov2::BackgroundDecoder>(source, opt, req, max_queue_bytes,
                                                     [st](const ov2::PacketRecord& r) { st->observe(r); });

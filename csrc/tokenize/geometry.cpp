@@ -60,20 +60,16 @@ void resize_bilinear_u8(const uint8_t* src, int64_t sh, int64_t sw, int64_t ch, 
   std::vector<double> wx(dw);
   const double scale_x = static_cast<double>(sw) / static_cast<double>(dw);
   for (int64_t x = 0; x < dw; ++x) {
-    double fx = (static_cast<double>(x) + 0.5) * scale_x - 0.5;
-    fx = std::min(std::max(fx, 0.0), static_cast<double>(sw - 1));
-    const int64_t i0 = static_cast<int64_t>(std::floor(fx));
-    x0[x] = i0;
-    x1[x] = std::min(i0 + 1, sw - 1);
-    wx[x] = fx - static_cast<double>(i0);
+    const BilinearTap t = bilinear_tap(x, scale_x, sw);
+    x0[x] = t.i0;
+    x1[x] = t.i1;
+    wx[x] = t.w1;
   }
   const double scale_y = static_cast<double>(sh) / static_cast<double>(dh);
   for (int64_t y = 0; y < dh; ++y) {
-    double fy = (static_cast<double>(y) + 0.5) * scale_y - 0.5;
-    fy = std::min(std::max(fy, 0.0), static_cast<double>(sh - 1));
-    const int64_t y0 = static_cast<int64_t>(std::floor(fy));
-    const int64_t y1 = std::min(y0 + 1, sh - 1);
-    const double wy = fy - static_cast<double>(y0);
+    const BilinearTap ty = bilinear_tap(y, scale_y, sh);
+    const int64_t y0 = ty.i0, y1 = ty.i1;
+    const double wy = ty.w1;
     const uint8_t* r0 = src + y0 * sw * ch;
     const uint8_t* r1 = src + y1 * sw * ch;
     uint8_t* out = dst + y * dw * ch;

@@ -23,6 +23,20 @@ struct CanvasSize {
 CanvasSize canvas_size(int64_t height, int64_t width, int64_t patch, int64_t merge, int64_t min_pixels,
                        int64_t max_pixels);
 
+// Output sample o of an n_in -> n_out bilinear resize with half-pixel centres, clamped at the edges: source
+// position p = clamp((o + 0.5)·(n_in / n_out) − 0.5, 0, n_in − 1), taps i0 = floor(p), i1 = min(i0 + 1, n_in − 1),
+// weight of i1 = p − i0 (evaluated in this order in double, like the numpy references).
+struct BilinearTap {
+  int64_t i0, i1;
+  double w1;
+};
+inline BilinearTap bilinear_tap(int64_t o, double ratio, int64_t n_in) {
+  double p = (static_cast<double>(o) + 0.5) * ratio - 0.5;
+  p = p < 0.0 ? 0.0 : (p > static_cast<double>(n_in - 1) ? static_cast<double>(n_in - 1) : p);
+  const int64_t i0 = static_cast<int64_t>(p);  // p >= 0: truncation is floor
+  return {i0, i0 + 1 < n_in ? i0 + 1 : n_in - 1, p - static_cast<double>(i0)};
+}
+
 // Bilinear resize of interleaved uint8 images [sh, sw, ch] → [dh, dw, ch], half-pixel centres
 // (align_corners = false), source coordinate clamped to [0, size − 1], no antialiasing, evaluated in double:
 //   v = (1 − wy)·((1 − wx)·p00 + wx·p01) + wy·((1 − wx)·p10 + wx·p11),  out = clamp(floor(v + 0.5), 0, 255).

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "tokenize/geometry.h"
 #include "tokenize/saliency.h"
 
 namespace ov2::tok {
@@ -40,15 +41,12 @@ void build_taps(int64_t n_in, int64_t n_out, int64_t offset, int64_t patch, int6
   std::vector<double> m(static_cast<size_t>(g * n_src), 0.0);
   const double ratio = static_cast<double>(n_in) / static_cast<double>(n_out);
   for (int64_t o = 0; o < n_out; ++o) {
-    double src = (static_cast<double>(o) + 0.5) * ratio - 0.5;
-    src = std::min(std::max(src, 0.0), static_cast<double>(n_in - 1));
-    const int64_t i0 = static_cast<int64_t>(std::floor(src));
-    const int64_t i1 = std::min(i0 + 1, n_in - 1);
-    const double w1 = static_cast<double>(static_cast<float>(src - static_cast<double>(i0)));
+    const BilinearTap tap = bilinear_tap(o, ratio, n_in);
+    const double w1 = static_cast<double>(static_cast<float>(tap.w1));  // the reference's float32 weight
     const int64_t r = (offset + o) / patch;
     if (r < 0 || r >= g) continue;
-    m[static_cast<size_t>(r * n_src + i0 / cell)] += 1.0 - w1;
-    m[static_cast<size_t>(r * n_src + i1 / cell)] += w1;
+    m[static_cast<size_t>(r * n_src + tap.i0 / cell)] += 1.0 - w1;
+    m[static_cast<size_t>(r * n_src + tap.i1 / cell)] += w1;
   }
   t.begin.assign(static_cast<size_t>(n_src + 1), 0);
   t.patch.clear();
