@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "tokenize/geometry.h"
@@ -63,36 +64,96 @@ void build_taps(int64_t n_in, int64_t n_out, int64_t offset, int64_t patch, int6
   }
 }
 
-// out[g, g] += A · X · Bᵀ for a map X [rows, cols] given row by row through `row_of(k, buf)`:
-// every source row is folded into the ≤ 2-3 patch rows it feeds (rows stage), then the g × cols partial sums
-// are folded into patch columns (columns stage).
-template <typename RowFn>
-void apply_banded(const Taps& a, const Taps& b, int64_t rows, int64_t cols, int64_t g, RowFn row_of, double* out) {
-  thread_local std::vector<double> acc, buf;
-  acc.assign(static_cast<size_t>(g * cols), 0.0);
-  buf.resize(static_cast<size_t>(cols));
+// out[g, g] += A · X · Bᵀ for a map X [rows, cols] given row by row: `row_cols(k, cs)` adds source row k folded
+// into patch columns (Σ over x of B[c, x]·X[k, x], zeros skipped) to cs [g]; the row is then added into the ≤ 2–3
+// patch rows it feeds. Columns first, so the per-pixel work is one lookup and one or two multiply-adds, and none
+// for the zeros that make up most of a residual.
+template <typename RowCols>
+void apply_banded(const Taps& a, int64_t rows, int64_t g, RowCols row_cols, double* out) {
+  thread_local std::vector<double> cs;
   for (int64_t k = 0; k < rows; ++k) {
     const int64_t t0 = a.begin[static_cast<size_t>(k)], t1 = a.begin[static_cast<size_t>(k + 1)];
     if (t0 == t1) continue;
-    row_of(k, buf.data());
-    const double* x = buf.data();
+    cs.assign(static_cast<size_t>(g), 0.0);
+    row_cols(k, cs.data());
     for (int64_t t = t0; t < t1; ++t) {
-      double* dst = acc.data() + static_cast<size_t>(a.patch[static_cast<size_t>(t)]) * static_cast<size_t>(cols);
+      double* dst = out + static_cast<int64_t>(a.patch[static_cast<size_t>(t)]) * g;
       const double w = a.weight[static_cast<size_t>(t)];
-      for (int64_t c = 0; c < cols; ++c) dst[c] += w * x[c];
-    }
-  }
-  for (int64_t r = 0; r < g; ++r) {
-    const double* src = acc.data() + static_cast<size_t>(r * cols);
-    double* o = out + r * g;
-    for (int64_t c = 0; c < cols; ++c) {
-      const double v = src[c];
-      if (v == 0.0) continue;
-      const int64_t t0 = b.begin[static_cast<size_t>(c)], t1 = b.begin[static_cast<size_t>(c + 1)];
-      for (int64_t t = t0; t < t1; ++t) o[b.patch[static_cast<size_t>(t)]] += b.weight[static_cast<size_t>(t)] * v;
+      for (int64_t c = 0; c < g; ++c) dst[c] += w * cs[static_cast<size_t>(c)];
     }
   }
 }
+
+// Source column x → patch columns: cs[c] += B[c, x]·v. Downscaling (every ov2 input larger than a patch per
+// output patch) feeds at most two patch columns per source column: flat arrays, no inner loop (an unused second
+// tap has weight 0 on column c0). Otherwise the general tap lists.
+struct Columns {
+  const Taps* b = nullptr;
+  bool two = true;
+  std::vector<int32_t> c0, c1;
+  std::vector<double> w0, w1;
+  explicit Columns(const Taps& taps) : b(&taps) {
+    const size_t n = taps.begin.size() - 1;
+    for (size_t x = 0; x < n && two; ++x) {
+      const int64_t t0 = taps.begin[x], t1 = taps.begin[x + 1];
+      two = t1 - t0 <= 2 && (t1 - t0 < 2 || taps.patch[static_cast<size_t>(t0 + 1)] == taps.patch[static_cast<size_t>(t0)] + 1) &&
+            (x == 0 || t1 == t0 || taps.begin[x] == taps.begin[x - 1] ||
+             taps.patch[static_cast<size_t>(t0)] >= taps.patch[static_cast<size_t>(taps.begin[x - 1])]);
+    }
+    if (!two) return;
+    c0.assign(n, 0);
+    c1.assign(n, 0);
+    w0.assign(n, 0.0);
+    w1.assign(n, 0.0);
+    for (size_t x = 0; x < n; ++x) {
+      const int64_t t0 = taps.begin[x], t1 = taps.begin[x + 1];
+      if (t0 == t1) continue;  // feeds nothing: weights 0
+      c0[x] = c1[x] = taps.patch[static_cast<size_t>(t0)];
+      w0[x] = taps.weight[static_cast<size_t>(t0)];
+      if (t1 - t0 == 2) {
+        c1[x] = taps.patch[static_cast<size_t>(t0 + 1)];
+        w1[x] = taps.weight[static_cast<size_t>(t0 + 1)];
+      }
+    }
+  }
+};
+
+// Folds one source row into cs, column by column in ascending x: with two-tap columns (patch column c0 and
+// c0 + 1, c0 non-decreasing in x) the running sums of the current pair of patch columns stay in registers and
+// are added to cs when c0 moves on (no store-to-load chain through cs per pixel).
+class RowFolder {
+ public:
+  RowFolder(const Columns& cols, double* cs, int64_t g) : k_(cols), cs_(cs), g_(g) {}
+  ~RowFolder() { flush(); }
+  void put(int64_t x, double v) {
+    const size_t i = static_cast<size_t>(x);
+    if (!k_.two) {
+      for (int64_t t = k_.b->begin[i]; t < k_.b->begin[i + 1]; ++t)
+        cs_[k_.b->patch[static_cast<size_t>(t)]] += k_.b->weight[static_cast<size_t>(t)] * v;
+      return;
+    }
+    const int64_t c = k_.c0[i];
+    if (c != cur_) {
+      flush();
+      cur_ = c;
+    }
+    a_ += k_.w0[i] * v;
+    b_ += k_.w1[i] * v;  // patch column cur + 1 (weight 0 where x feeds one column only)
+  }
+
+ private:
+  void flush() {
+    if (cur_ >= 0) {
+      cs_[cur_] += a_;
+      if (cur_ + 1 < g_) cs_[cur_ + 1] += b_;
+    }
+    a_ = b_ = 0.0;
+  }
+  const Columns& k_;
+  double* cs_;
+  int64_t g_, cur_ = -1;
+  double a_ = 0.0, b_ = 0.0;
+};
 
 // numpy's linear-interpolation percentile of the integer sample whose histogram is `counts`
 double percentile_of_counts(const std::vector<int64_t>& counts, double q) {
@@ -128,11 +189,7 @@ void ovenc_patch_scores(int64_t height, int64_t width, const float* mv_field, co
   if (residual) {
     // R̄ as a table over |r|: min(|r| / a, 1) rounded to float32 like the reference's lookup table
     thread_local std::vector<int64_t> counts;
-    const int64_t npx = height * width;
-    int32_t vmax = 0;
-    for (int64_t i = 0; i < npx; ++i) vmax = std::max(vmax, std::abs(static_cast<int32_t>(residual[i])));
-    counts.assign(static_cast<size_t>(vmax) + 1, 0);
-    for (int64_t i = 0; i < npx; ++i) ++counts[static_cast<size_t>(std::abs(static_cast<int32_t>(residual[i])))];
+    abs_histogram(residual, height * width, counts);
     const double a = std::max(percentile_of_counts(counts, percentile), 1.0);
     thread_local std::vector<double> lut;
     lut.resize(counts.size());
@@ -142,10 +199,20 @@ void ovenc_patch_scores(int64_t height, int64_t width, const float* mv_field, co
     build_taps(height, lb.hn, lb.top, patch, 1, g, ta);
     build_taps(width, lb.wn, lb.left, patch, 1, g, tb);
     const double* pl = lut.data();
-    apply_banded(ta, tb, height, width, g,
-                 [&](int64_t y, double* dst) {
+    const Columns cols(tb);
+    apply_banded(ta, height, g,
+                 [&](int64_t y, double* cs) {
                    const int16_t* src = residual + y * width;
-                   for (int64_t x = 0; x < width; ++x) dst[x] = pl[std::abs(static_cast<int32_t>(src[x]))];
+                   RowFolder fold(cols, cs, g);
+                   int64_t x = 0;
+                   for (; x + 8 <= width; x += 8) {
+                     uint64_t q[2];
+                     std::memcpy(q, src + x, sizeof q);
+                     if ((q[0] | q[1]) == 0) continue;  // eight zeros: R̄ = 0
+                     // no per-pixel test (zeros add R̄ = 0 exactly): scattered non-zeros would mispredict it
+                     for (int64_t k = x; k < x + 8; ++k) fold.put(k, pl[std::abs(static_cast<int32_t>(src[k]))]);
+                   }
+                   for (; x < width; ++x) fold.put(x, pl[std::abs(static_cast<int32_t>(src[x]))]);
                  },
                  out);
   }
@@ -190,10 +257,12 @@ void ovenc_patch_scores(int64_t height, int64_t width, const float* mv_field, co
     build_taps(height, lb.hn, lb.top, patch, 4, g, ta);
     build_taps(width, lb.wn, lb.left, patch, 4, g, tb);
     const double* pm = mag.data();
-    apply_banded(ta, tb, ch, cw, g,
-                 [&](int64_t y, double* dst) {
+    const Columns cols(tb);
+    apply_banded(ta, ch, g,
+                 [&](int64_t y, double* cs) {
                    const double* src = pm + y * w4;
-                   for (int64_t x = 0; x < cw; ++x) dst[x] = std::min(src[x] / a, 1.0);
+                   RowFolder fold(cols, cs, g);
+                   for (int64_t x = 0; x < cw; ++x) fold.put(x, std::min(src[x] / a, 1.0));
                  },
                  out);
   }

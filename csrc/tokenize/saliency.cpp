@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 namespace ov2::tok {
@@ -17,6 +18,52 @@ double percentile_linear(double* v, int64_t n, double q) {
   double b = a;
   if (hi != lo) b = *std::min_element(v + lo + 1, v + n);
   return a + (b - a) * (pos - static_cast<double>(lo));
+}
+
+int32_t abs_histogram(const int16_t* res, int64_t n, std::vector<int64_t>& hist) {
+  // One pass: |r| < 512 (every 8-bit residual) counts in a small table; larger values only set rmax.
+  // Four interleaved tables: most residuals repeat the same value, and one table would serialise on the
+  // store-to-load latency of its counter.
+  // Runs of eight zeros (static areas: most of a residual) are counted eight at a time.
+  uint32_t part[4][512] = {{0}};
+  int32_t m4[4] = {0, 0, 0, 0};
+  int64_t zeros = 0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 4) {
+    uint64_t q[2];
+    std::memcpy(q, res + i, sizeof q);
+    if ((q[0] | q[1]) == 0) {
+      zeros += 8;
+      i += 4;
+      continue;
+    }
+    for (int k = 0; k < 4; ++k) {
+      const int32_t r = res[i + k];
+      const int32_t a = r < 0 ? -r : r;
+      m4[k] = a > m4[k] ? a : m4[k];
+      part[k][a < 512 ? a : 511] += a < 512 ? 1u : 0u;
+    }
+  }
+  for (; i < n; ++i) {  // the last few values
+    const int32_t r = res[i];
+    const int32_t a = r < 0 ? -r : r;
+    m4[0] = a > m4[0] ? a : m4[0];
+    part[0][a < 512 ? a : 511] += a < 512 ? 1u : 0u;
+  }
+  const int32_t rmax = std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+  int64_t small[512];
+  for (int v = 0; v < 512; ++v)
+    small[v] = static_cast<int64_t>(part[0][v]) + part[1][v] + part[2][v] + part[3][v];
+  small[0] += zeros;
+  hist.assign(static_cast<size_t>(rmax) + 1, 0);
+  std::copy(small, small + std::min<int32_t>(rmax + 1, 512), hist.begin());
+  if (rmax >= 512)
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t r = res[i];
+      const int32_t a = r < 0 ? -r : r;
+      if (a >= 512) ++hist[static_cast<size_t>(a)];
+    }
+  return rmax;
 }
 
 namespace {
@@ -261,38 +308,7 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
   rbar.clear();
   int32_t rmax = 0;
   if (residual) {
-    // One pass: |r| < 512 (every 8-bit residual) counts in a small table; larger values only set rmax.
-    // Four interleaved tables: most residuals repeat the same value, and one table would serialise on the
-    // store-to-load latency of its counter.
-    uint32_t part[4][512] = {{0}};
-    int32_t m4[4] = {0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 4 <= npx; i += 4) {
-      for (int k = 0; k < 4; ++k) {
-        const int32_t r = residual[i + k];
-        const int32_t a = r < 0 ? -r : r;
-        m4[k] = a > m4[k] ? a : m4[k];
-        part[k][a < 512 ? a : 511] += a < 512 ? 1u : 0u;
-      }
-    }
-    for (; i < npx; ++i) {
-      const int32_t r = residual[i];
-      const int32_t a = r < 0 ? -r : r;
-      m4[0] = a > m4[0] ? a : m4[0];
-      part[0][a < 512 ? a : 511] += a < 512 ? 1u : 0u;
-    }
-    rmax = std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
-    int64_t small[512];
-    for (int v = 0; v < 512; ++v)
-      small[v] = static_cast<int64_t>(part[0][v]) + part[1][v] + part[2][v] + part[3][v];
-    hist.assign(static_cast<size_t>(rmax) + 1, 0);
-    std::copy(small, small + std::min<int32_t>(rmax + 1, 512), hist.begin());
-    if (rmax >= 512)
-      for (int64_t i = 0; i < npx; ++i) {
-        const int32_t r = residual[i];
-        const int32_t a = r < 0 ? -r : r;
-        if (a >= 512) ++hist[static_cast<size_t>(a)];
-      }
+    rmax = abs_histogram(residual, npx, hist);
     auto kth = [&](int64_t k) {
       int64_t cum = 0;
       for (size_t v = 0; v < hist.size(); ++v) {

@@ -13,6 +13,10 @@ namespace ov2::tok {
 // value = x_(lo) + (x_(hi) − x_(lo))·(pos − lo). Reorders `v`. n must be ≥ 1.
 double percentile_linear(double* v, int64_t n, double q);
 
+// Histogram of |r| over n residual values: hist[v] = count of |r| == v, sized to max |r| + 1 (|r| ≤ 32768);
+// returns max |r|. Counts in four interleaved tables (repeated values would serialise one table's counter).
+int32_t abs_histogram(const int16_t* res, int64_t n, std::vector<int64_t>& hist);
+
 // mv_field: [h4, w4, 4] float32 (L0 dx, L0 dy, L1 dx, L1 dy, pixels) or null; mv_flags: [h4, w4] uint8,
 // bit 0 = the cell has an L0 vector, bit 1 = it has an L1 vector, 0 = no vector (intra); null = every cell
 // has L0. A cell whose four values are not all finite counts as having no vector. Pixel (y, x) reads cell (y/4, x/4); h4 ≥ ceil(height/4), w4 ≥ ceil(width/4).
