@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "tokenize/candidates.h"
 #include "tokenize/geometry.h"
 #include "tokenize/gop_partition.h"
+#include "tokenize/ovenc_mosaic.h"
 #include "tokenize/ovenc_saliency.h"
 #include "tokenize/packing.h"
 #include "tokenize/saliency.h"
@@ -255,6 +257,37 @@ py::array_t<double> ovenc_patch_scores_py(int64_t height, int64_t width, std::op
   return out;
 }
 
+py::array_t<uint8_t> ovenc_mosaics_py(std::vector<arr<uint8_t>> content, arr<int64_t> slot_frame, arr<int32_t> rows,
+                                      int64_t size, int64_t hn, int64_t wn, int64_t top, int64_t left, int64_t patch) {
+  if (patch < 1 || size < patch) throw Error("ovenc_mosaics: need size >= patch >= 1");
+  if (hn < 1 || wn < 1 || top < 0 || left < 0 || top + hn > size || left + wn > size)
+    throw Error("ovenc_mosaics: the content must lie inside the square");
+  std::vector<const uint8_t*> ptrs;
+  for (const auto& c : content) {
+    if (c.ndim() != 3 || c.shape(0) != hn || c.shape(1) != wn || c.shape(2) != 3)
+      throw Error("ovenc_mosaics: every content array must be [hn, wn, 3]");
+    ptrs.push_back(c.data());
+  }
+  need_ndim(slot_frame, 1, "slot_frame");
+  if (rows.ndim() != 2 || rows.shape(1) != 3) throw Error("rows: expected [n, 3] (t, h, w)");
+  const int64_t g = size / patch, per = g * g, n = rows.shape(0);
+  const int64_t m = std::max<int64_t>(1, (n + per - 1) / per);
+  py::array_t<uint8_t> out({m, int64_t{3}, size, size});
+  uint8_t* o = out.mutable_data();
+  Letterbox lb;
+  lb.size = size;
+  lb.hn = hn;
+  lb.wn = wn;
+  lb.top = top;
+  lb.left = left;
+  {
+    py::gil_scoped_release nogil;
+    ovenc_mosaics(ptrs.data(), static_cast<int64_t>(ptrs.size()), slot_frame.data(), slot_frame.shape(0), lb, patch,
+                  rows.data(), n, o);
+  }
+  return out;
+}
+
 py::dict allocate_py(arr<int64_t> gs, arr<int64_t> ge, arr<double> gc, arr<double> cand_t, arr<float> scores,
                      int64_t max_canvases, double lam, double alpha_peak, const std::string& anchor,
                      const std::string& rank, double t0, double delta) {
@@ -457,6 +490,10 @@ void ov2_bind_tokenize(py::module_& m) {
         py::arg("mv_field") = py::none(), py::arg("mv_flags") = py::none(), py::arg("residual") = py::none(),
         py::arg("is_intra") = false, py::arg("size") = 576, py::arg("patch") = 16, py::arg("percentile") = 95.0,
         "ovenc_topk patch scores, float64 [g·g]: fused saliency letterboxed into the square, per-patch sums (DESIGN §5.8).");
+
+  t.def("ovenc_mosaics", &ovenc_mosaics_py, py::arg("content"), py::arg("slot_frame"), py::arg("rows"),
+        py::arg("size"), py::arg("hn"), py::arg("wn"), py::arg("top"), py::arg("left"), py::arg("patch") = 16,
+        "ovenc_topk mosaics uint8 [M, 3, S, S]: row n's patch of slot t's letterboxed frame at mosaic n // g², cell n % g².");
 
   t.def("allocate", &allocate_py, py::arg("group_start"), py::arg("group_end"), py::arg("group_cost"),
         py::arg("cand_t"), py::arg("scores"), py::kw_only(), py::arg("max_canvases") = 32, py::arg("lam") = 0.35,

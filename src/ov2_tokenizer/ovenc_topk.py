@@ -284,8 +284,14 @@ def select_rows(scores: np.ndarray, valid: np.ndarray, total: int) -> np.ndarray
     avail = max(0, (t_count - 1) * int(valid.sum()))
     k = min(k_rem, avail)
     flat = rest.reshape(-1)
-    # stable sort of the negated scores: equal scores keep flat (t, h, w) order
-    top = np.sort(np.argsort(-flat, kind="stable")[:k])  # then time-major, raster
+    if 0 < k < flat.size and not np.isnan(flat).any():
+        # the k largest, equal scores in flat (t, h, w) order: everything above the k-th largest value, then the
+        # first of those equal to it (what a stable sort of the negated scores takes, without sorting them all)
+        thr = -np.partition(-flat, k - 1)[k - 1]
+        above = np.flatnonzero(flat > thr)
+        top = np.sort(np.concatenate([above, np.flatnonzero(flat == thr)[: k - above.size]]))
+    else:  # stable sort of the negated scores: equal scores keep flat (t, h, w) order
+        top = np.sort(np.argsort(-flat, kind="stable")[:k])  # then time-major, raster
     t, s = np.divmod(top, cells)
     h, w = np.divmod(s, g)
     rows = np.concatenate([slot0, np.stack([t, h, w], axis=1).astype(np.int32)], axis=0)
@@ -334,7 +340,7 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
     valid = valid_cell_mask(lb, p)
     uniq = np.unique(slots)
     scores_by_frame: Dict[int, np.ndarray] = {}
-    squares_by_frame: Dict[int, np.ndarray] = {}
+    content_by_frame: Dict[int, np.ndarray] = {}
     pts_by_frame: Dict[int, float] = {}
     t1 = time.perf_counter()
     t_sal = 0.0
@@ -344,20 +350,23 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
     for f in video.frames(indices=uniq, with_luma=False, with_rgb=True, rgb_size=(lb.hn, lb.wn),
                           block_scores=scoring):
         ts = time.perf_counter()
-        squares_by_frame[f.index] = letterbox_rgb(f.rgb, lb)
+        content_by_frame[f.index] = f.rgb  # [hn, wn, 3]: the square's content (padding is zero)
         pts_by_frame[f.index] = float(f.pts_s)
         scores_by_frame[f.index] = f.scores.reshape(-1)
         t_sal += time.perf_counter() - ts
     t2 = time.perf_counter()
-    if not squares_by_frame:
+    if not content_by_frame:
         raise CorruptVideoError(video.name, "no frame could be decoded")
     # frames the stream did not deliver (fewer decoded than counted): the last decoded one, as released
-    got = sorted(squares_by_frame)
+    got = sorted(content_by_frame)
     slot_src = np.array([got[max(0, int(np.searchsorted(got, s, side="right")) - 1)] for s in slots], np.int64)
     scores = np.stack([scores_by_frame[int(s)] for s in slot_src])
     rows = select_rows(scores, valid, cfg.ovenc_topk)
-    squares = [squares_by_frame[int(s)] for s in slot_src]
-    canv = build_mosaics(squares, rows, p)
+    # mosaics cut straight from the content (csrc/tokenize/ovenc_mosaic.cpp; letterbox_rgb + build_mosaics is
+    # the numpy reference): no 576² squares are built
+    canv = core.tok.ovenc_mosaics([np.ascontiguousarray(content_by_frame[k]) for k in got],
+                                  np.searchsorted(got, slot_src).astype(np.int64), rows.astype(np.int32), lb.size,
+                                  lb.hn, lb.wn, lb.top, lb.left, p)
     t3 = time.perf_counter()
 
     n = rows.shape[0]
@@ -399,7 +408,7 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
             "num_valid_cells": int(valid.sum()),
             "k_rest": int(max(0, cfg.ovenc_topk - per)),
             "motion_source": info.motion_source,
-            "timings": {"plan": t1 - t0, "decode_and_scores": t2 - t1 - t_sal, "letterbox": t_sal, "select_pack": t3 - t2},
+            "timings": {"plan": t1 - t0, "decode_and_scores": t2 - t1 - t_sal, "collect": t_sal, "select_pack": t3 - t2},
             **{k: v for k, v in video.stats.items()},
         },
     )

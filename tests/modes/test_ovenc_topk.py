@@ -208,6 +208,38 @@ def test_native_patch_scores_equal_numpy_reference(h, w):
     assert not got[outside_r].any() and not got[:, outside_c].any()
 
 
+@pytest.mark.parametrize("h,w,n_rows", [(720, 1280, 10368), (640, 360, 10368), (50, 70, 3000), (576, 576, 1296)])
+def test_native_mosaics_equal_numpy_reference(h, w, n_rows):
+    """csrc/tokenize/ovenc_mosaic.cpp cuts the patches from each slot's content; the reference builds the
+    letterboxed squares (letterbox_rgb) and tiles them (build_mosaics). Bit-identical, padding cells included."""
+    rng = np.random.default_rng(h + w)
+    lb = O.letterbox_geometry(h, w)
+    content = [rng.integers(0, 256, size=(lb.hn, lb.wn, 3), dtype=np.uint8) for _ in range(5)]
+    slot_frame = rng.integers(0, 5, size=64).astype(np.int64)
+    rows = np.stack([rng.integers(0, 64, n_rows), rng.integers(0, G, n_rows), rng.integers(0, G, n_rows)], 1)
+    rows[:G * G] = np.stack([np.zeros(G * G, int), *np.divmod(np.arange(G * G), G)], 1)  # slot 0 whole
+    rows = rows.astype(np.int32)
+    want = O.build_mosaics([O.letterbox_rgb(content[k], lb) for k in slot_frame], rows)
+    got = ov2._native.core.tok.ovenc_mosaics(content, slot_frame, rows, lb.size, lb.hn, lb.wn, lb.top, lb.left, 16)
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_native_mosaics_reject_bad_input():
+    tok = ov2._native.core.tok
+    lb = O.letterbox_geometry(64, 64)
+    c = [np.zeros((lb.hn, lb.wn, 3), np.uint8)]
+    ok = np.zeros((1, 3), np.int32)
+    with pytest.raises(ValueError):
+        tok.ovenc_mosaics(c, np.array([1]), ok, lb.size, lb.hn, lb.wn, lb.top, lb.left, 16)  # no content 1
+    with pytest.raises(ValueError):
+        tok.ovenc_mosaics(c, np.array([0]), np.array([[1, 0, 0]], np.int32), lb.size, lb.hn, lb.wn, lb.top, lb.left)
+    with pytest.raises(ValueError):
+        tok.ovenc_mosaics(c, np.array([0]), np.array([[0, G, 0]], np.int32), lb.size, lb.hn, lb.wn, lb.top, lb.left)
+    with pytest.raises(ValueError):
+        tok.ovenc_mosaics([np.zeros((3, 3, 3), np.uint8)], np.array([0]), ok, lb.size, lb.hn, lb.wn, lb.top, lb.left)
+
+
 def test_native_patch_scores_reject_bad_input():
     tok = ov2._native.core.tok
     with pytest.raises(ValueError):

@@ -1,0 +1,46 @@
+#include "tokenize/ovenc_mosaic.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace ov2::tok {
+
+void ovenc_mosaics(const uint8_t* const* content, int64_t n_content, const int64_t* slot_frame, int64_t n_slots,
+                   const Letterbox& lb, int64_t patch, const int32_t* rows, int64_t n_rows, uint8_t* out) {
+  require(patch >= 1 && lb.size >= patch, "ovenc_mosaics: need size >= patch >= 1");
+  require(lb.hn >= 1 && lb.wn >= 1 && lb.top >= 0 && lb.left >= 0 && lb.top + lb.hn <= lb.size &&
+              lb.left + lb.wn <= lb.size,
+          "ovenc_mosaics: the content must lie inside the square");
+  const int64_t S = lb.size, g = S / patch, per = g * g;
+  const int64_t m = std::max<int64_t>(1, (n_rows + per - 1) / per);
+  const int64_t plane = S * S;
+  std::memset(out, 0, static_cast<size_t>(m * 3 * plane));
+  for (int64_t t = 0; t < n_slots; ++t)
+    require(slot_frame[t] >= 0 && slot_frame[t] < n_content, "ovenc_mosaics: slot_frame out of range");
+  for (int64_t n = 0; n < n_rows; ++n) {
+    const int64_t t = rows[3 * n], h = rows[3 * n + 1], w = rows[3 * n + 2];
+    require(t >= 0 && t < n_slots && h >= 0 && h < g && w >= 0 && w < g,
+            "ovenc_mosaics: row " + std::to_string(n) + " out of range");
+    const uint8_t* src = content[slot_frame[t]];
+    const int64_t cell = n % per;
+    uint8_t* dst = out + (n / per) * 3 * plane + (cell / g) * patch * S + (cell % g) * patch;
+    // the patch's square rows/columns [h·p, h·p + p) × [w·p, w·p + p) that lie inside the content
+    const int64_t y0 = std::max(h * patch, lb.top), y1 = std::min(h * patch + patch, lb.top + lb.hn);
+    const int64_t x0 = std::max(w * patch, lb.left), x1 = std::min(w * patch + patch, lb.left + lb.wn);
+    for (int64_t y = y0; y < y1; ++y) {
+      const uint8_t* s = src + ((y - lb.top) * lb.wn + (x0 - lb.left)) * 3;
+      const int64_t oy = y - h * patch;
+      uint8_t* r = dst + oy * S + (x0 - w * patch);
+      uint8_t* gch = r + plane;
+      uint8_t* b = r + 2 * plane;
+      for (int64_t x = 0; x < x1 - x0; ++x) {
+        r[x] = s[3 * x];
+        gch[x] = s[3 * x + 1];
+        b[x] = s[3 * x + 2];
+      }
+    }
+  }
+}
+
+}  // namespace ov2::tok
