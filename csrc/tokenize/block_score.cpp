@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -120,7 +121,28 @@ void score_frame(int64_t hc, int64_t wc, int64_t height, int64_t width, const fl
       buf.resize(static_cast<size_t>(width));
       const double* mrow = mbar.empty() ? nullptr : mbar.data() + (sy / 4) * cwid;
       const int16_t* rrow = residual ? residual + sy * width : nullptr;
-      for (int64_t x = 0; x < width; ++x) {
+      double* const b = buf.data();
+      int64_t x = 0;
+      if (rrow) {
+        // Runs of eight zero residuals (most of a residual) skip the |r| lookups; same arithmetic, R̄ = rbar[0].
+        const double r0 = rbar[0];
+        for (; x + 8 <= width; x += 8) {
+          uint64_t q[2];
+          std::memcpy(q, rrow + x, sizeof q);
+          if ((q[0] | q[1]) != 0) {
+            for (int64_t k = x; k < x + 8; ++k) {
+              const int32_t v = rrow[k];
+              b[k] = ((mrow ? mrow[k / 4] : 0.0) + rbar[static_cast<size_t>(v < 0 ? -v : v)]) / 2.0;
+            }
+            continue;
+          }
+          const double s0 = ((mrow ? mrow[x / 4] : 0.0) + r0) / 2.0;      // cells x/4 and x/4 + 1 (x % 8 == 0)
+          const double s1 = ((mrow ? mrow[x / 4 + 1] : 0.0) + r0) / 2.0;
+          b[x] = b[x + 1] = b[x + 2] = b[x + 3] = s0;
+          b[x + 4] = b[x + 5] = b[x + 6] = b[x + 7] = s1;
+        }
+      }
+      for (; x < width; ++x) {
         const double m = mrow ? mrow[x / 4] : 0.0;
         double rv = 0.0;
         if (rrow) {
