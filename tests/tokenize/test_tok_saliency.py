@@ -42,6 +42,8 @@ def frame_signals(draw):
         res = rng.integers(-scale, scale + 1, (h, w)).astype(np.int16)
         if scale == 32767:
             res.flat[0] = -32768
+        if draw(st.booleans()):  # mostly zeros, like a real residual (the C++ skips runs of eight zeros)
+            res[rng.random((h, w)) < 0.9] = 0
     return h, w, mv, flags, res, draw(st.booleans()) and draw(st.booleans())
 
 
