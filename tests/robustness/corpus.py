@@ -462,12 +462,14 @@ class _Writer:
         self.cases: List[dict] = []
         self.names: set = set()
 
-    def add(self, name: str, category: str, data: bytes, ext: str, note: str = "") -> None:
+    def add(self, name: str, category: str, data: bytes, ext: str, note: str = "", source: Optional[str] = None) -> None:
+        """``source``: the generated case this one's bytes derive from (default: the name before "__")."""
         assert name not in self.names, name
         self.names.add(name)
         p = self.out / f"{name}{ext}"
         p.write_bytes(data)
-        self.cases.append({"name": name, "category": category, "path": str(p), "note": note})
+        self.cases.append({"name": name, "category": category, "path": str(p), "note": note,
+                           "source": source or name.split("__")[0]})
 
     def add_file(self, name: str, category: str, src: Path, ext: Optional[str] = None, note: str = "") -> None:
         self.add(name, category, Path(src).read_bytes(), ext if ext is not None else Path(src).suffix, note)
@@ -544,7 +546,8 @@ def _mutations(w: _Writer, base: str, data: bytes, ext: str, src: Path, seed: in
         dst = w.out / f"{base}__packets_{op}{ext}"
         if remux_payloads(src, dst, op, seed):
             w.names.add(dst.stem)
-            w.cases.append({"name": dst.stem, "category": "packets", "path": str(dst), "note": f"payloads {op}"})
+            w.cases.append({"name": dst.stem, "category": "packets", "path": str(dst), "note": f"payloads {op}",
+                            "source": dst.stem.split("__")[0]})
     # -- wrong extension
     wrong = {".mp4": ".mkv", ".mkv": ".mp4", ".avi": ".mp4", ".ts": ".avi", ".webm": ".ts", ".h264": ".mp4",
              ".mpg": ".mkv", ".mov": ".webm", ".hevc": ".mp4"}.get(ext, ".mp4")
@@ -650,32 +653,35 @@ def build_corpus(out_dir, *, seed: int = 0, shared: bool = True, quick: bool = F
                        (270, [0, neg, 0, one, 0, 0, 0, 0, 1 << 30]), (7, [one, one, 0, one, one, 0, 0, 0, 0])):
             p = patch_tkhd(d, matrix=m)
             if p:
-                w.add(f"rotation_{deg}", "structure", p, ".mp4", f"tkhd display matrix {deg}")
+                w.add(f"rotation_{deg}", "structure", p, ".mp4", f"tkhd display matrix {deg}", source="h264_bframes_mp4")
         # -- header lies: more/fewer frames than exist
         for box, f in (("stsz", 10.0), ("stsz", 0.5), ("stts", 10.0), ("stts", 0.25), ("stsz", 1e6)):
             p = patch_sample_count(d, box, f)
             if p:
-                w.add(f"lying_{box}_x{f:g}", "header_lies", p, ".mp4", f"{box} sample count x{f:g}")
+                w.add(f"lying_{box}_x{f:g}", "header_lies", p, ".mp4", f"{box} sample count x{f:g}",
+                      source="h264_bframes_mp4")
         # -- huge declared dimensions
         for dims in ((65535, 65535), (16384, 16384), (1, 65535), (0, 0)):
             p = patch_tkhd(d, dims=dims)
             q = patch_sample_entry_dims(p, *dims) if p else None
             if q:
-                w.add(f"huge_tkhd_stsd_{dims[0]}x{dims[1]}", "huge_dims", q, ".mp4", f"tkhd + avc1 dims {dims}")
+                w.add(f"huge_tkhd_stsd_{dims[0]}x{dims[1]}", "huge_dims", q, ".mp4", f"tkhd + avc1 dims {dims}",
+                      source="h264_bframes_mp4")
     fast = gen / "h264_ippp_faststart_mp4.mp4"
     if fast.exists():
         d = fast.read_bytes()
         spans = packet_spans(fast)
         if spans:
             w.add("faststart_claims_more_frames", "header_lies", d[: spans[len(spans) // 3][0]], ".mp4",
-                  "moov lists every sample, the data stops after a third")
+                  "moov lists every sample, the data stops after a third", source="h264_ippp_faststart_mp4")
     annexb = gen / "h264_annexb.h264"
     if annexb.exists():
         d = annexb.read_bytes()
         for mbw, mbh in ((1024, 1024), (8192, 8), (4, 4), (1, 1), (512, 540)):
             p = patch_annexb_sps(d, mbw, mbh)
             if p:
-                w.add(f"huge_sps_{mbw * 16}x{mbh * 16}", "huge_dims", p, ".h264", f"SPS says {mbw * 16}x{mbh * 16}")
+                w.add(f"huge_sps_{mbw * 16}x{mbh * 16}", "huge_dims", p, ".h264", f"SPS says {mbw * 16}x{mbh * 16}",
+                      source="h264_annexb")
     mj = gen / "mjpeg_avi.avi"
     if mj.exists():
         d = mj.read_bytes()
@@ -689,12 +695,14 @@ def build_corpus(out_dir, *, seed: int = 0, shared: bool = True, quick: bool = F
             pos += 2
             k += 1
         if k:
-            w.add("huge_jpeg_sof", "huge_dims", bytes(buf), ".avi", "JPEG SOF says 16000x16000 / 65535x16000")
+            w.add("huge_jpeg_sof", "huge_dims", bytes(buf), ".avi", "JPEG SOF says 16000x16000 / 65535x16000",
+                  source="mjpeg_avi")
         b2 = bytearray(d)
         strf = d.find(b"strf")
         if strf > 0:
             b2[strf + 12 : strf + 20] = struct.pack("<ii", 1 << 20, 1 << 20)
-            w.add("huge_avi_strf", "huge_dims", bytes(b2), ".avi", "AVI BITMAPINFOHEADER says 2^20 x 2^20")
+            w.add("huge_avi_strf", "huge_dims", bytes(b2), ".avi", "AVI BITMAPINFOHEADER says 2^20 x 2^20",
+                  source="mjpeg_avi")
     y4m_frame = bytes(64 * 48 * 3 // 2)
     w.add("y4m_ok", "structure", b"YUV4MPEG2 W64 H48 F12:1 Ip A1:1 C420jpeg\n" + (b"FRAME\n" + y4m_frame) * 3, ".y4m",
           "raw y4m")
@@ -765,7 +773,8 @@ def build_corpus(out_dir, *, seed: int = 0, shared: bool = True, quick: bool = F
                     d2 = out / f"{name}__packets_{op}{v.suffix}"
                     if remux_payloads(dst, d2, op, seed + k):
                         w.names.add(d2.stem)
-                        w.cases.append({"name": d2.stem, "category": "shared", "path": str(d2), "note": f"payloads {op}"})
+                        w.cases.append({"name": d2.stem, "category": "shared", "path": str(d2), "note": f"payloads {op}",
+                                        "source": name})
 
     # -- kept regression inputs
     if REGRESSIONS.is_dir():

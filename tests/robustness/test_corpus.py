@@ -50,7 +50,8 @@ def test_corpus_size_and_determinism(corpus_cases, tmp_path):
     second = {c["name"]: Path(c["path"]).read_bytes() for c in again}
     common = [n for n in second if n in first]
     assert common and [c["name"] for c in again] == [c["name"] for c in corpus_cases if c["name"] in second]
-    sources = {n: n.split("__")[0] for n in common}  # a damaged case names its source before "__"
+    source_of = {c["name"]: c["source"] for c in again}  # the generated file a case's bytes derive from
+    sources = {n: source_of[n] for n in common}
     stable = {src for src in set(sources.values()) if src in first and first[src] == second.get(src)}
     unstable = sorted(set(sources.values()) - stable)
     assert len(unstable) <= max(1, len(set(sources.values())) // 10), f"encodes differ between two builds: {unstable}"
