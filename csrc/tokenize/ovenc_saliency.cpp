@@ -155,6 +155,23 @@ class RowFolder {
   double a_ = 0.0, b_ = 0.0;
 };
 
+// out += the patch sums of a map [height/cell, width/cell] letterboxed into the square (cell 1: pixels, 4: the 4×4
+// cells of the vectors): `row(y, fold)` puts source row y's values with fold.put(x, v).
+template <typename Row>
+void letterboxed_patch_sums(int64_t height, int64_t width, int64_t cell, const Letterbox& lb, int64_t patch, int64_t g,
+                            Row row, double* out) {
+  Taps ta, tb;
+  build_taps(height, lb.hn, lb.top, patch, cell, g, ta);
+  build_taps(width, lb.wn, lb.left, patch, cell, g, tb);
+  const Columns cols(tb);
+  apply_banded(ta, (height + cell - 1) / cell, g,
+               [&](int64_t y, double* cs) {
+                 RowFolder fold(cols, cs, g);
+                 row(y, fold);
+               },
+               out);
+}
+
 // numpy's linear-interpolation percentile of the integer sample whose histogram is `counts`
 double percentile_of_counts(const std::vector<int64_t>& counts, double q) {
   int64_t n = 0;
@@ -195,26 +212,21 @@ void ovenc_patch_scores(int64_t height, int64_t width, const float* mv_field, co
     lut.resize(counts.size());
     for (size_t v = 0; v < lut.size(); ++v)
       lut[v] = static_cast<double>(static_cast<float>(std::min(static_cast<double>(v) / a, 1.0)));
-    Taps ta, tb;
-    build_taps(height, lb.hn, lb.top, patch, 1, g, ta);
-    build_taps(width, lb.wn, lb.left, patch, 1, g, tb);
     const double* pl = lut.data();
-    const Columns cols(tb);
-    apply_banded(ta, height, g,
-                 [&](int64_t y, double* cs) {
-                   const int16_t* src = residual + y * width;
-                   RowFolder fold(cols, cs, g);
-                   int64_t x = 0;
-                   for (; x + 8 <= width; x += 8) {
-                     uint64_t q[2];
-                     std::memcpy(q, src + x, sizeof q);
-                     if ((q[0] | q[1]) == 0) continue;  // eight zeros: R̄ = 0
-                     // no per-pixel test (zeros add R̄ = 0 exactly): scattered non-zeros would mispredict it
-                     for (int64_t k = x; k < x + 8; ++k) fold.put(k, pl[std::abs(static_cast<int32_t>(src[k]))]);
-                   }
-                   for (; x < width; ++x) fold.put(x, pl[std::abs(static_cast<int32_t>(src[x]))]);
-                 },
-                 out);
+    letterboxed_patch_sums(height, width, 1, lb, patch, g,
+                           [&](int64_t y, RowFolder& fold) {
+                             const int16_t* src = residual + y * width;
+                             int64_t x = 0;
+                             for (; x + 8 <= width; x += 8) {
+                               uint64_t q[2];
+                               std::memcpy(q, src + x, sizeof q);
+                               if ((q[0] | q[1]) == 0) continue;  // eight zeros: R̄ = 0
+                               // no per-pixel test (zeros add R̄ = 0 exactly): scattered non-zeros would mispredict it
+                               for (int64_t k = x; k < x + 8; ++k) fold.put(k, pl[std::abs(static_cast<int32_t>(src[k]))]);
+                             }
+                             for (; x < width; ++x) fold.put(x, pl[std::abs(static_cast<int32_t>(src[x]))]);
+                           },
+                           out);
   }
 
   if (mv_field) {
@@ -253,18 +265,13 @@ void ovenc_patch_scores(int64_t height, int64_t width, const float* mv_field, co
     }
     tmp.assign(mag.begin(), mag.end());
     const double a = std::max(percentile_linear(tmp.data(), static_cast<int64_t>(n), percentile), 1e-6);
-    Taps ta, tb;
-    build_taps(height, lb.hn, lb.top, patch, 4, g, ta);
-    build_taps(width, lb.wn, lb.left, patch, 4, g, tb);
     const double* pm = mag.data();
-    const Columns cols(tb);
-    apply_banded(ta, ch, g,
-                 [&](int64_t y, double* cs) {
-                   const double* src = pm + y * w4;
-                   RowFolder fold(cols, cs, g);
-                   for (int64_t x = 0; x < cw; ++x) fold.put(x, std::min(src[x] / a, 1.0));
-                 },
-                 out);
+    letterboxed_patch_sums(height, width, 4, lb, patch, g,
+                           [&](int64_t y, RowFolder& fold) {
+                             const double* src = pm + y * w4;
+                             for (int64_t x = 0; x < cw; ++x) fold.put(x, std::min(src[x] / a, 1.0));
+                           },
+                           out);
   }
   for (int64_t i = 0; i < g * g; ++i) out[i] *= 0.5;
 }
