@@ -257,14 +257,24 @@ bool pipelined(const Source& src, const ReaderOptions& opt, const FrameRequest& 
   return opt.num_threads >= 2 && heavy && !src.push && !req.on_open && !req.on_packet && !req.select;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// One single-threaded decoder that decodes a range of packets [begin, end) of the stream, pull-based.
 // A decoded frame did not sit at its pts rank (a file the skip plan's model does not fit: frames dropped by the
 // decoder, discarded leading pictures, fields in separate packets, ...). Caught by SkipGuard.
 struct SkipPlanBroken : std::exception {
   const char* what() const noexcept override { return "skip plan does not fit this file"; }
 };
 
+// The counters of `s` added to `into` (a segment's, a fallback's or an earlier stream's statistics).
+void add_counts(StreamStats& into, const StreamStats& s) {
+  into.frames_decoded += s.frames_decoded;
+  into.corrupt_packets += s.corrupt_packets;
+  into.corrupt_frames += s.corrupt_frames;
+  into.repeated_frames += s.repeated_frames;
+  into.skipped_frames += s.skipped_frames;
+  into.truncated = into.truncated || s.truncated;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One single-threaded decoder that decodes a range of packets [begin, end) of the stream, pull-based.
 class Decoder {
  public:
   Decoder(const Source& src, const ReaderOptions& opt, const FrameRequest& req)
@@ -283,7 +293,7 @@ class Decoder {
     if (req_.on_open) req_.on_open(dm_, req_);  // streaming: the request may depend on the opened stream
     estimate_ = codec_needs_estimate(dm_.stream()->codecpar->codec_id) && (req.mvs || req.residual || req.coding_cost);
     if (req_.post) post_ = std::make_shared<const std::function<void(FrameOut&)>>(req_.post);
-    if (!estimate_ && opt.on_error != OnError::Repeat) plan_ = req_.skip_plan;
+    plan_ = req_.skip_plan;  // only for requests that may skip (open_frames_impl)
     name_ = std::make_shared<const std::string>(dm_.source().name);
   }
 
@@ -908,25 +918,13 @@ class ParallelStream : public FrameStream {
     if (fallback_) {
       const StreamStats f = fallback_->stats();
       s.pooled_products = s.pooled_products || f.pooled_products;
-      s.frames_decoded += f.frames_decoded;
-      s.corrupt_packets += f.corrupt_packets;
-      s.corrupt_frames += f.corrupt_frames;
-      s.repeated_frames += f.repeated_frames;
-      s.skipped_frames += f.skipped_frames;
-      s.truncated = s.truncated || f.truncated;
+      add_counts(s, f);
     }
     return s;
   }
 
  private:
-  void merge(const StreamStats& s) {
-    stats_.frames_decoded += s.frames_decoded;
-    stats_.corrupt_packets += s.corrupt_packets;
-    stats_.corrupt_frames += s.corrupt_frames;
-    stats_.repeated_frames += s.repeated_frames;
-    stats_.skipped_frames += s.skipped_frames;
-    stats_.truncated = stats_.truncated || s.truncated;
-  }
+  void merge(const StreamStats& s) { add_counts(stats_, s); }
 
   void shutdown() {
     {
@@ -1157,11 +1155,7 @@ class SkipGuard : public FrameStream {
         last_ = out.index;
         return true;
       } catch (const SkipPlanBroken&) {
-        const StreamStats s = inner_->stats();
-        done_.frames_decoded += s.frames_decoded;
-        done_.skipped_frames += s.skipped_frames;
-        done_.corrupt_packets += s.corrupt_packets;
-        done_.corrupt_frames += s.corrupt_frames;
+        add_counts(done_, inner_->stats());
         inner_.reset();
         FrameRequest r = req_;
         r.indices.erase(r.indices.begin(), std::upper_bound(r.indices.begin(), r.indices.end(), last_));
@@ -1173,10 +1167,7 @@ class SkipGuard : public FrameStream {
   }
   StreamStats stats() const override {
     StreamStats s = inner_ ? inner_->stats() : StreamStats{};
-    s.frames_decoded += done_.frames_decoded;
-    s.skipped_frames += done_.skipped_frames;
-    s.corrupt_packets += done_.corrupt_packets;
-    s.corrupt_frames += done_.corrupt_frames;
+    add_counts(s, done_);
     s.skip_fallback = fell_back_;
     return s;
   }

@@ -343,17 +343,14 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
     content_by_frame: Dict[int, np.ndarray] = {}
     pts_by_frame: Dict[int, float] = {}
     t1 = time.perf_counter()
-    t_sal = 0.0
     # Step 3 runs on the reader's product threads (csrc/tokenize/ovenc_saliency.cpp, the same expressions as
     # fused_saliency + PatchSummer in double); a frame arrives with its float64 [g, g] patch scores.
     scoring = dict(kind="ovenc", size=size, patch=p, percentile=float(cfg.percentile))
     for f in video.frames(indices=uniq, with_luma=False, with_rgb=True, rgb_size=(lb.hn, lb.wn),
                           block_scores=scoring):
-        ts = time.perf_counter()
         content_by_frame[f.index] = f.rgb  # [hn, wn, 3]: the square's content (padding is zero)
         pts_by_frame[f.index] = float(f.pts_s)
         scores_by_frame[f.index] = f.scores.reshape(-1)
-        t_sal += time.perf_counter() - ts
     t2 = time.perf_counter()
     if not content_by_frame:
         raise CorruptVideoError(video.name, "no frame could be decoded")
@@ -408,7 +405,7 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
             "num_valid_cells": int(valid.sum()),
             "k_rest": int(max(0, cfg.ovenc_topk - per)),
             "motion_source": info.motion_source,
-            "timings": {"plan": t1 - t0, "decode_and_scores": t2 - t1 - t_sal, "collect": t_sal, "select_pack": t3 - t2},
+            "timings": {"plan": t1 - t0, "decode_and_scores": t2 - t1, "select_pack": t3 - t2},
             **{k: v for k, v in video.stats.items()},
         },
     )
