@@ -66,6 +66,13 @@ ov2::OnError parse_on_error(const std::string& s) {
   throw ov2::Error(ov2::ErrorKind::Config, "on_error", "must be 'skip', 'raise' or 'repeat', got '" + s + "'");
 }
 
+ov2::Threading parse_threading(const std::string& s) {
+  if (s == "auto") return ov2::Threading::Auto;
+  if (s == "segments") return ov2::Threading::Segments;
+  if (s == "frames") return ov2::Threading::Frames;
+  throw ov2::Error(ov2::ErrorKind::Config, "threading", "must be 'auto', 'segments' or 'frames', got '" + s + "'");
+}
+
 struct FrameIter {
   std::unique_ptr<ov2::FrameStream> stream;
   ov2::FrameRequest req;
@@ -118,6 +125,8 @@ struct FrameIter {
     d["pooled_products"] = s.pooled_products;
     d["skipped_frames"] = s.skipped_frames;
     d["skip_fallback"] = s.skip_fallback;
+    d["frame_threads"] = s.frame_threads;
+    d["thread_fallback"] = s.thread_fallback;
     return d;
   }
 };
@@ -534,7 +543,8 @@ void ov2_bind_codec(py::module_& m) {
 
   py::class_<Reader>(m, "Reader")
       .def(py::init([](const py::object& src, const std::string& name, int stream_index, int num_threads,
-                       const std::string& on_error, double timeout_s, size_t max_buffer_bytes) {
+                       const std::string& on_error, double timeout_s, size_t max_buffer_bytes,
+                       const std::string& threading) {
              Reader r;
              r.source = make_source(src, name);
              r.opt.stream_index = stream_index;
@@ -542,10 +552,12 @@ void ov2_bind_codec(py::module_& m) {
              r.opt.on_error = parse_on_error(on_error);
              r.opt.timeout_s = timeout_s;
              r.opt.max_buffer_bytes = max_buffer_bytes;
+             r.opt.threading = parse_threading(threading);
              return r;
            }),
            py::arg("source"), py::arg("name"), py::arg("stream_index") = -1, py::arg("num_threads") = 1,
-           py::arg("on_error") = "skip", py::arg("timeout_s") = 0.0, py::arg("max_buffer_bytes") = size_t(16) << 20)
+           py::arg("on_error") = "skip", py::arg("timeout_s") = 0.0, py::arg("max_buffer_bytes") = size_t(16) << 20,
+           py::arg("threading") = "auto")
       .def("info", &Reader::info)
       .def("packets", &Reader::packets)
       .def("frames", &Reader::frames, py::arg("indices") = py::none(), py::arg("luma") = true, py::arg("mvs") = false,

@@ -21,7 +21,7 @@
 namespace ov2 {
 
 bool FrameRequest::wants(int64_t index) const {
-  return all || std::binary_search(indices.begin(), indices.end(), index);
+  return index >= first && (all || std::binary_search(indices.begin(), indices.end(), index));
 }
 
 namespace {
@@ -258,9 +258,16 @@ bool pipelined(const Source& src, const ReaderOptions& opt, const FrameRequest& 
 }
 
 // A decoded frame did not sit at its pts rank (a file the skip plan's model does not fit: frames dropped by the
-// decoder, discarded leading pictures, fields in separate packets, ...). Caught by SkipGuard.
+// decoder, discarded leading pictures, fields in separate packets, ...). Caught by RereadGuard.
 struct SkipPlanBroken : std::exception {
   const char* what() const noexcept override { return "skip plan does not fit this file"; }
+};
+
+// A decoder with FFmpeg frame threads met something outside the model that makes them exact (an error, a damaged
+// frame, a re-ordering delay, a presentation time that does not increase): caught by RereadGuard, which reads
+// the frames not yet delivered again without frame threads.
+struct FrameThreadsUnsafe : std::exception {
+  const char* what() const noexcept override { return "frame threads left their model on this file"; }
 };
 
 // The counters of `s` added to `into` (a segment's, a fallback's or an earlier stream's statistics).
@@ -274,7 +281,8 @@ void add_counts(StreamStats& into, const StreamStats& s) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// One single-threaded decoder that decodes a range of packets [begin, end) of the stream, pull-based.
+// One decoder that decodes a range of packets [begin, end) of the stream, pull-based: single-threaded, or with
+// FFmpeg's frame threads where open_frames_impl allows them (then the whole stream, guarded).
 class Decoder {
  public:
   Decoder(const Source& src, const ReaderOptions& opt, const FrameRequest& req)
@@ -295,6 +303,8 @@ class Decoder {
     if (req_.post) post_ = std::make_shared<const std::function<void(FrameOut&)>>(req_.post);
     plan_ = req_.skip_plan;  // only for requests that may skip (open_frames_impl)
     name_ = std::make_shared<const std::string>(dm_.source().name);
+    ft_ = opt_.frame_threads > 1 ? opt_.frame_threads : 0;  // only where open_frames_impl allows them
+    stats_.frame_threads = ft_;
   }
 
   // Products of requested frames become tasks of `pool` (null: computed on the decoding thread).
@@ -356,6 +366,7 @@ class Decoder {
         segment_done_ = true;
         return false;
       }
+      if (ft_) check_frame_threads();
       if (plan_) {  // skipped frames keep their indices (pts ranks); every decoded frame must sit at its rank
         while (std::binary_search(plan_->skipped.begin(), plan_->skipped.end(), first_index_ + ordinal_)) ++ordinal_;
         const int64_t k = first_index_ + ordinal_;
@@ -410,7 +421,10 @@ class Decoder {
         return false;
       }
       if (pkt_->size <= 0) continue;
-      if (pkt_->flags & AV_PKT_FLAG_CORRUPT) ++stats_.corrupt_packets;
+      if (pkt_->flags & AV_PKT_FLAG_CORRUPT) {
+        if (ft_) throw FrameThreadsUnsafe();
+        ++stats_.corrupt_packets;
+      }
       if (req_.on_packet) req_.on_packet(pkt_.get());
       held_ = true;
       held_index_ = next_pkt_index_++;
@@ -424,8 +438,10 @@ class Decoder {
     if (!ctx_ || avcodec_parameters_to_context(ctx_.get(), st->codecpar) < 0)
       throw Error(ErrorKind::UnsupportedCodec, name(), "cannot configure the decoder");
     ctx_->pkt_timebase = st->time_base;
-    ctx_->thread_count = 1;  // never FFmpeg's frame threads: docs/decoding.md
-    ctx_->thread_type = 0;
+    // FFmpeg's frame threads only where open_frames_impl allows them (H.264 without re-ordering, guarded);
+    // never slice threads (docs/decoding.md).
+    ctx_->thread_count = ft_ ? ft_ : 1;
+    ctx_->thread_type = ft_ ? FF_THREAD_FRAME : 0;
     ctx_->apply_cropping = 0;
     ctx_->max_pixels = int64_t(1) << 26;  // robustness: same cap as the Demuxer's, for sizes changed mid-stream
     if (req_.mvs || req_.residual || req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_MVS;
@@ -450,6 +466,7 @@ class Decoder {
         return false;
       }
       if (ret != AVERROR(EAGAIN)) {
+        if (ft_) throw FrameThreadsUnsafe();
         ++stats_.corrupt_packets;
         if (opt_.on_error == OnError::Raise)
           throw Error(ErrorKind::Corrupt, name(), "decoding failed (" + av_error_string(ret) + ")");
@@ -500,6 +517,7 @@ class Decoder {
       ++packets_sent_;
       ++sent_in_codec_;
       if (ret < 0 && ret != AVERROR(EAGAIN)) {
+        if (ft_) throw FrameThreadsUnsafe();
         ++stats_.corrupt_packets;
         if (opt_.on_error == OnError::Repeat) ++owed_;
         if (opt_.on_error == OnError::Raise)
@@ -507,6 +525,18 @@ class Decoder {
                       "packet " + std::to_string(held_index_) + " is damaged (" + av_error_string(ret) + ")");
       }
     }
+  }
+
+  // With frame threads, a frame is used only while the stream stays inside the model that makes them exact: FFmpeg
+  // outputs each picture from the thread that decoded it (no re-ordering delay, so its exported vectors are
+  // complete) and nothing was concealed. Otherwise FrameThreadsUnsafe, before the frame is used.
+  void check_frame_threads() {
+    const int64_t p = frame_pts();
+    if (frame_is_corrupt(frame_.get()) || ctx_->has_b_frames > 0 || p == AV_NOPTS_VALUE ||
+        (ft_has_last_ && p <= ft_last_pts_))
+      throw FrameThreadsUnsafe();
+    ft_last_pts_ = p;
+    ft_has_last_ = true;
   }
 
   // on_error=repeat: frame_ becomes the last good picture (no motion side data, a P picture, no key flag) with
@@ -747,6 +777,9 @@ class Decoder {
   int64_t sent_in_codec_ = 0;     // packets fed to the current decoder since it was opened
   int64_t held_index_ = -1, next_pkt_index_ = 0, begin_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
   std::shared_ptr<const SkipPlan> plan_;
+  int ft_ = 0;  // FFmpeg frame threads (0: one thread), see check_frame_threads
+  int64_t ft_last_pts_ = 0;
+  bool ft_has_last_ = false;
   std::deque<std::shared_ptr<const Luma8>> refs_;
   std::map<int64_t, int8_t> ref_by_pts_;
   std::vector<int32_t> rows_;
@@ -1136,17 +1169,24 @@ std::shared_ptr<const SkipPlan> make_skip_plan(const PacketTable& t, const Frame
   return plan;
 }
 
-std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const ReaderOptions& options,
-                                              const FrameRequest& request, bool allow_skip);
+struct Allow {
+  bool skip = true;           // a skip plan for sparse H.264 requests
+  bool frame_threads = true;  // FFmpeg frame threads for H.264 without re-ordering
+};
 
-// Runs a stream with a skip plan; if the plan does not fit the file (SkipPlanBroken), reads the frames it has not
-// delivered yet again without skipping. The outputs are then those of a read without a plan (the frames before
-// the break were checked to sit at the same indices), whatever num_threads is.
-class SkipGuard : public FrameStream {
+std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const ReaderOptions& options,
+                                              const FrameRequest& request, Allow allow);
+
+// Runs a stream that may stop because the file does not fit a model it relies on: a skip plan (SkipPlanBroken) or
+// FFmpeg frame threads (FrameThreadsUnsafe). It then reads the frames not delivered yet again, without either.
+// The outputs are those of a read without them (the frames before the stop were checked to be the same),
+// whatever num_threads is.
+class RereadGuard : public FrameStream {
  public:
-  SkipGuard(std::unique_ptr<FrameStream> inner, const Source& src, const ReaderOptions& opt, const FrameRequest& req)
+  RereadGuard(std::unique_ptr<FrameStream> inner, const Source& src, const ReaderOptions& opt, const FrameRequest& req)
       : inner_(std::move(inner)), src_(src), opt_(opt), req_(req) {
     req_.skip_plan = nullptr;
+    opt_.frame_threads = 0;
   }
   bool next(FrameOut& out) override {
     for (;;) {
@@ -1155,20 +1195,27 @@ class SkipGuard : public FrameStream {
         last_ = out.index;
         return true;
       } catch (const SkipPlanBroken&) {
-        add_counts(done_, inner_->stats());
-        inner_.reset();
-        FrameRequest r = req_;
-        r.indices.erase(r.indices.begin(), std::upper_bound(r.indices.begin(), r.indices.end(), last_));
-        fell_back_ = true;
-        if (r.indices.empty()) return false;
-        inner_ = open_frames_impl(src_, opt_, r, false);
+        skip_fallback_ = true;
+      } catch (const FrameThreadsUnsafe&) {
+        thread_fallback_ = true;
       }
+      const StreamStats s = inner_->stats();
+      add_counts(done_, s);
+      if (!frame_threads_) frame_threads_ = s.frame_threads;
+      inner_.reset();
+      FrameRequest r = req_;
+      r.first = last_ + 1;
+      r.indices.erase(r.indices.begin(), std::upper_bound(r.indices.begin(), r.indices.end(), last_));
+      if (!r.all && r.indices.empty()) return false;
+      inner_ = open_frames_impl(src_, opt_, r, Allow{false, false});
     }
   }
   StreamStats stats() const override {
     StreamStats s = inner_ ? inner_->stats() : StreamStats{};
     add_counts(s, done_);
-    s.skip_fallback = fell_back_;
+    s.skip_fallback = skip_fallback_;
+    s.thread_fallback = thread_fallback_;
+    if (frame_threads_) s.frame_threads = frame_threads_;
     return s;
   }
 
@@ -1178,12 +1225,69 @@ class SkipGuard : public FrameStream {
   ReaderOptions opt_;
   FrameRequest req_;
   int64_t last_ = -1;
-  bool fell_back_ = false;
+  bool skip_fallback_ = false, thread_fallback_ = false;
+  int frame_threads_ = 0;
   StreamStats done_;
 };
 
+// Whether an H.264 packet table allows FFmpeg frame threads: every packet has a pts and they increase in decoding
+// order (no re-ordering), and the table is whole.
+bool table_allows_frame_threads(const PacketTable& t) {
+  if (t.count() == 0 || t.truncated || t.read_errors != 0) return false;
+  for (size_t i = 0; i < t.count(); ++i) {
+    if (t.pts[i] == AV_NOPTS_VALUE) return false;
+    if (i > 0 && t.pts[i] <= t.pts[i - 1]) return false;
+  }
+  return true;
+}
+
+// Bytes of one requested frame's outputs (what ParallelStream's re-ordering buffer counts), roughly.
+size_t frame_out_bytes(const FrameRequest& req, int W, int H) {
+  const size_t px = static_cast<size_t>(std::max(W, 1)) * std::max(H, 1), cells = px / 16 + 1;
+  size_t b = 64;
+  if (req.luma) b += px;
+  if (req.rgb)
+    b += 3 * (req.rgb_width > 0 ? static_cast<size_t>(req.rgb_width) * std::max(req.rgb_height, 1) : px);
+  if (req.mvs && req.mvs_dense) b += cells * 18;
+  if (req.residual) b += 2 * px;
+  if (req.coding_cost) b += 4 * cells;
+  return b;
+}
+
+// The share of `threads` that ParallelStream keeps busy on the segments starting at `starts` (of n frames), in
+// frame-sized steps: a worker takes the next segment when it is free; the consumer takes the frames of its segment
+// as they come; a worker ahead of the consumer's segment decodes only while the frames buffered ahead of the
+// consumer fit into `buffer_frames`.
+double segment_utilisation(const std::vector<int64_t>& starts, int64_t n, int threads, int64_t buffer_frames) {
+  const size_t S = starts.size(), T = static_cast<size_t>(std::max(1, threads));
+  if (n <= 0 || S == 0) return 1.0;
+  std::vector<int64_t> len(S), done(S, 0);
+  for (size_t k = 0; k < S; ++k) len[k] = (k + 1 < S ? starts[k + 1] : n) - starts[k];
+  std::vector<int64_t> seg_of(T, -1);
+  size_t next = 0, cur = 0;
+  int64_t consumed = 0, decoded = 0, steps = 0;
+  while (cur < S) {
+    ++steps;
+    for (size_t w = 0; w < T; ++w) {
+      if (seg_of[w] < 0 && next < S) seg_of[w] = static_cast<int64_t>(next++);
+      if (seg_of[w] < 0) continue;
+      const size_t k = static_cast<size_t>(seg_of[w]);
+      if (k != cur && decoded - consumed >= buffer_frames) continue;  // no room ahead of the consumer
+      ++decoded;
+      if (++done[k] == len[k]) seg_of[w] = -1;
+    }
+    while (cur < S) {  // the consumer takes what its segment has
+      const int64_t seg_start = starts[cur] - starts[0];
+      consumed = std::max(consumed, seg_start + done[cur]);
+      if (done[cur] < len[cur]) break;
+      ++cur;
+    }
+  }
+  return static_cast<double>(n) / (static_cast<double>(steps) * T);
+}
+
 std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const ReaderOptions& options,
-                                              const FrameRequest& request, bool allow_skip) {
+                                              const FrameRequest& request, Allow allow) {
   // on_error=repeat decodes with one decoder: a closed GOP whose packets all fail has nothing of its own to repeat,
   // and only the sequential decoder holds the previous GOP's last good frame (same output for any num_threads).
   // A push source cannot be read twice (the packet table up front): it always uses the sequential decoder.
@@ -1195,43 +1299,64 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
   const bool pipeline_instead = options.num_threads == 2 && every_frame_products && pipelined(source, options, request);
   const bool may_parallel = options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push && !pipeline_instead;
   // Skipping: a sparse request on H.264 (the NAL header says which pictures no other picture references).
-  const bool may_skip = allow_skip && !request.all && !request.select && !request.indices.empty() && !source.push &&
+  const bool may_skip = allow.skip && !request.all && !request.select && !request.indices.empty() && !source.push &&
                         options.on_error != OnError::Repeat;
+  // Frame threads: H.264 without re-ordering, a source that can be read again (RereadGuard), no streaming hooks.
+  const bool may_frame_threads = allow.frame_threads && options.num_threads > 1 &&
+                                 options.threading != Threading::Segments && options.on_error != OnError::Repeat &&
+                                 !source.push && !request.select && !request.on_open && !request.on_packet;
   FrameRequest req = request;
+  ReaderOptions opt = options;
+  opt.frame_threads = 0;
   std::shared_ptr<const SkipPlan> plan;
   std::unique_ptr<FrameStream> inner;
-  if (may_parallel || may_skip) {
+  if (may_parallel || may_skip || may_frame_threads) {
     Demuxer dm(source, options.stream_index, options.timeout_s);
     const bool h264 = dm.stream()->codecpar->codec_id == AV_CODEC_ID_H264;
-    if (may_parallel || (may_skip && h264)) {
+    if (may_parallel || (h264 && (may_skip || may_frame_threads))) {
       const PacketTable t = read_packet_table(dm, false);
       if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");
       if (may_skip && h264) plan = make_skip_plan(t, request);
       req.skip_plan = plan;
       const int64_t n = static_cast<int64_t>(t.count());
+      // Closed-GOP starts, merged so that segments hold at least n / (4 * threads) packets.
+      std::vector<int64_t> starts{0};
       if (may_parallel && !t.truncated && t.read_errors == 0 && n > 0) {
-        // Closed-GOP starts, merged so that segments hold at least n / (4 * threads) packets.
         const int64_t min_len = std::max<int64_t>(8, n / (4 * options.num_threads));
-        std::vector<int64_t> starts{0};
         for (int64_t i = 1; i < n; ++i)
           if (t.safe_start[static_cast<size_t>(i)] && i - starts.back() >= min_len) starts.push_back(i);
         if (n - starts.back() < min_len / 2 && starts.size() > 1) starts.pop_back();
-        if (starts.size() >= 2) {
-          std::vector<Segment> segs(starts.size());
-          for (size_t k = 0; k < starts.size(); ++k) {
-            segs[k].begin = starts[k];
-            segs[k].end = k + 1 < starts.size() ? starts[k + 1] : -1;
-            segs[k].first_index = starts[k];  // one frame per packet; verified while decoding
-            segs[k].expected = (k + 1 < starts.size() ? starts[k + 1] : n) - starts[k];
-          }
-          const int threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(options.num_threads), segs.size()));
-          inner = std::make_unique<ParallelStream>(source, options, req, std::move(segs), threads);
+      }
+      // Frame threads (Auto): where segments would keep the threads less than 85 % busy (two frame threads keep
+      // them about 80 % busy on H.264; segments measure below their estimate: demuxers, decoder starts), but not
+      // for two threads with products for every frame (the product thread needs the second core: measured slower).
+      const AVCodecParameters* par = dm.stream()->codecpar;
+      bool frame_threads = may_frame_threads && h264 && par->video_delay == 0 && table_allows_frame_threads(t);
+      if (frame_threads && options.threading == Threading::Auto) {
+        const int64_t buffer_frames = static_cast<int64_t>(
+            options.max_buffer_bytes / std::max<size_t>(1, frame_out_bytes(request, par->width, par->height)));
+        frame_threads = !pipeline_instead && (starts.size() < 2 || segment_utilisation(starts, n, options.num_threads,
+                                                                                       buffer_frames) < 0.85);
+      }
+      if (frame_threads) {
+        // With a product pool (num_threads - 1 helpers), half the threads decode.
+        opt.frame_threads = pipelined(source, options, request) ? std::max(2, options.num_threads / 2)
+                                                                : options.num_threads;
+      } else if (starts.size() >= 2) {
+        std::vector<Segment> segs(starts.size());
+        for (size_t k = 0; k < starts.size(); ++k) {
+          segs[k].begin = starts[k];
+          segs[k].end = k + 1 < starts.size() ? starts[k + 1] : -1;
+          segs[k].first_index = starts[k];  // one frame per packet; verified while decoding
+          segs[k].expected = (k + 1 < starts.size() ? starts[k + 1] : n) - starts[k];
         }
+        const int threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(options.num_threads), segs.size()));
+        inner = std::make_unique<ParallelStream>(source, opt, req, std::move(segs), threads);
       }
     }
   }
-  if (!inner) inner = std::make_unique<SequentialStream>(source, options, req);
-  if (plan) inner = std::make_unique<SkipGuard>(std::move(inner), source, options, request);
+  if (!inner) inner = std::make_unique<SequentialStream>(source, opt, req);
+  if (plan || opt.frame_threads) inner = std::make_unique<RereadGuard>(std::move(inner), source, options, request);
   return std::make_unique<MonotonicTimes>(std::move(inner));
 }
 
@@ -1239,7 +1364,7 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
 
 std::unique_ptr<FrameStream> open_frames(const Source& source, const ReaderOptions& options,
                                          const FrameRequest& request) {
-  return open_frames_impl(source, options, request, true);
+  return open_frames_impl(source, options, request, Allow{});
 }
 
 }  // namespace ov2

@@ -2,9 +2,13 @@
 // (luma, motion vectors, dense motion field, residual, coding cost), streamed in presentation order.
 //
 // Determinism: FFmpeg's frame threading makes exported motion vectors of B-frame streams vary between runs,
-// so every decoder here runs single-threaded. `num_threads > 1` decodes independent closed GOPs (segments that
-// start at an IDR / intra-only key packet) in parallel decoders and re-orders their outputs, which gives the same
-// frames, vectors and products as one decoder (see docs/decoding.md).
+// so decoders run single-threaded, except on H.264 streams without re-ordering (see below). `num_threads > 1`
+// decodes independent closed GOPs (segments that start at an IDR / intra-only key packet) in parallel decoders and
+// re-orders their outputs, which gives the same frames, vectors and products as one decoder. An H.264 stream
+// without re-ordering whose closed GOPs are too few to split (one long GOP, say) is decoded by one decoder with
+// FFmpeg's frame threads instead, guarded: the first sign that the file leaves that model (a decoding error, a
+// damaged frame, a re-ordering delay, a presentation time that does not increase) stops it before the frame is
+// used, and the frames not yet delivered are read again with one thread per decoder (docs/decoding.md).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -26,6 +30,12 @@ namespace ov2 {
 // frame count follows the packets (DESIGN §5.10, docs/robustness.md).
 enum class OnError { Skip = 0, Raise = 1, Repeat = 2 };
 
+// How num_threads > 1 is used. Auto: closed-GOP segments, or FFmpeg frame threads for an H.264 stream without
+// re-ordering whose segments would keep the threads less than 85 % busy; Segments: never frame threads; Frames:
+// frame threads whenever the stream allows them (H.264 without re-ordering), else segments. Outputs never depend
+// on it.
+enum class Threading { Auto = 0, Segments = 1, Frames = 2 };
+
 struct VideoInfo {
   std::string codec, pix_fmt, container;
   int width = 0, height = 0;
@@ -45,6 +55,8 @@ struct ReaderOptions {
   OnError on_error = OnError::Skip;
   double timeout_s = 0.0;
   size_t max_buffer_bytes = size_t(16) << 20;  // decoded-ahead outputs held for re-ordering (parallel decoding)
+  Threading threading = Threading::Auto;
+  int frame_threads = 0;  // internal (set by open_frames): FFmpeg frame threads of the decoder, 0 / 1 for none
 };
 
 // Sparse requests (indices) on H.264: the packets of non-reference pictures whose frames are not requested are
@@ -59,6 +71,7 @@ struct SkipPlan {
 struct FrameRequest {
   bool all = true;
   std::vector<int64_t> indices;  // sorted, unique; used when !all
+  int64_t first = 0;             // frames before this index are not requested (where a re-read resumes)
   bool luma = true, rgb = false, mvs = false, residual = false, coding_cost = false;
   bool mvs_dense = true;  // with mvs: the dense field, intra mask and flags too (false: rows only)
   int rgb_width = 0, rgb_height = 0;  // RGB output size (0: the visible size); resized with bilinear swscale
@@ -141,6 +154,8 @@ struct StreamStats {
   bool pooled_products = false;  // whether products ran as tasks of a product pool (codec/product_pool.h)
   int64_t skipped_frames = 0;    // unrequested non-reference frames never decoded (SkipPlan)
   bool skip_fallback = false;    // the skip plan did not hold for this file: read again without skipping
+  int frame_threads = 0;         // FFmpeg frame threads of the (first) decoder; 0: none
+  bool thread_fallback = false;  // frame threads stopped (the file left their model): read again without them
 };
 
 class FrameStream {

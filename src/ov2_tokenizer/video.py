@@ -38,6 +38,7 @@ MV_COLUMNS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x"
 VideoSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, io.IOBase]
 
 _ON_ERROR = ("skip", "raise", "repeat")
+_THREADING = ("auto", "segments", "frames")
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,12 @@ class VideoReader:
 
     ``num_threads`` (default: the usable CPUs, at most 4) decodes independent closed GOPs in parallel and
     computes per-frame products (RGB, residual, coding cost, block scores) off the decoding thread
-    (``stats["parallel"]``, ``stats["pooled_products"]``); results never depend on it. ``on_error``: ``"skip"`` (default) skips damaged packets and counts them in
-    :attr:`stats`, ``"raise"`` raises :class:`~ov2_tokenizer.errors.CorruptVideoError`. ``timeout_s`` bounds
+    (``stats["parallel"]``, ``stats["pooled_products"]``); results never depend on it. ``threading`` says how:
+    ``"auto"`` (default) uses closed-GOP segments, or FFmpeg's frame threads for an H.264 stream without
+    re-ordering whose GOPs are too few to split (``stats["frame_threads"]``; guarded, see docs/decoding.md);
+    ``"segments"`` never uses frame threads; ``"frames"`` uses them whenever the stream allows.
+    ``on_error``: ``"skip"`` (default) skips damaged packets and counts them in :attr:`stats`, ``"raise"`` raises
+    :class:`~ov2_tokenizer.errors.CorruptVideoError`. ``timeout_s`` bounds
     opening and decoding (:class:`~ov2_tokenizer.errors.DecodeTimeout`).
     """
 
@@ -209,6 +214,7 @@ class VideoReader:
         on_error: str = "skip",
         timeout_s: float = 0.0,
         stream_index: Optional[int] = None,
+        threading: str = "auto",
     ) -> None:
         if not HAS_FFMPEG:
             raise errors.UnsupportedCodecError("ov2", "this build of ov2 has no FFmpeg core (built with OV2_FFMPEG=OFF)")
@@ -217,9 +223,12 @@ class VideoReader:
         threads = _default_threads() if num_threads in (None, 0) else int(num_threads)
         if threads < 1:
             raise errors.ConfigError("num_threads", f"must be >= 1, got {num_threads!r}")
+        if threading not in _THREADING:
+            raise errors.ConfigError("threading", f"must be one of {_THREADING}, got {threading!r}")
         src, self.name = _source_args(source)
         self._reader = core.Reader(
-            src, self.name, -1 if stream_index is None else int(stream_index), threads, on_error, float(timeout_s)
+            src, self.name, -1 if stream_index is None else int(stream_index), threads, on_error, float(timeout_s),
+            threading=threading,
         )
         self.num_threads = threads
         self.on_error = on_error
@@ -351,10 +360,12 @@ def open_video(
     on_error: str = "skip",
     timeout_s: float = 0.0,
     stream_index: Optional[int] = None,
+    threading: str = "auto",
 ) -> VideoReader:
     """Opens a video from a path, bytes or a binary file-like object (read into memory).
 
     Raises a subclass of :class:`ov2_tokenizer.errors.Ov2Error` naming the source and the cause when the input
     is missing, not a video, has no video stream or cannot be decoded.
     """
-    return VideoReader(source, num_threads=num_threads, on_error=on_error, timeout_s=timeout_s, stream_index=stream_index)
+    return VideoReader(source, num_threads=num_threads, on_error=on_error, timeout_s=timeout_s,
+                       stream_index=stream_index, threading=threading)
