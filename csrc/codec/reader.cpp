@@ -1327,19 +1327,25 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
           if (t.safe_start[static_cast<size_t>(i)] && i - starts.back() >= min_len) starts.push_back(i);
         if (n - starts.back() < min_len / 2 && starts.size() > 1) starts.pop_back();
       }
-      // Frame threads (Auto): where segments would keep the threads less than 85 % busy (two frame threads keep
-      // them about 80 % busy on H.264; segments measure below their estimate: demuxers, decoder starts), but not
-      // for two threads with products for every frame (the product thread needs the second core: measured slower).
+      // Frame threads (Auto): for reads whose products stay on the decoding thread (decode, luma, vector rows),
+      // where segments would keep the threads less than 85 % busy (two frame threads keep them about 80 % busy on
+      // H.264; segments measure below their estimate: demuxers, decoder starts). Reads with a product pool (RGB,
+      // residual, coding cost, a post hook) keep segments or one decoder: the products need the cores (measured
+      // slower with frame threads: codec_stream, ovenc_topk, vectors + residual + coding cost).
       const AVCodecParameters* par = dm.stream()->codecpar;
       bool frame_threads = may_frame_threads && h264 && par->video_delay == 0 && table_allows_frame_threads(t);
       if (frame_threads && options.threading == Threading::Auto) {
+        // Only requested frames are buffered: a sparse request's buffer spans frames / density.
+        const double density =
+            request.all ? 1.0 : std::max(1e-6, static_cast<double>(request.indices.size()) / std::max<int64_t>(1, n));
+        const double per_frame = static_cast<double>(frame_out_bytes(request, par->width, par->height)) * density;
         const int64_t buffer_frames = static_cast<int64_t>(
-            options.max_buffer_bytes / std::max<size_t>(1, frame_out_bytes(request, par->width, par->height)));
-        frame_threads = !pipeline_instead && (starts.size() < 2 || segment_utilisation(starts, n, options.num_threads,
-                                                                                       buffer_frames) < 0.85);
+            std::min(static_cast<double>(n) + 1.0, static_cast<double>(options.max_buffer_bytes) / per_frame));
+        frame_threads = !pipelined(source, options, request) &&
+                        (starts.size() < 2 || segment_utilisation(starts, n, options.num_threads, buffer_frames) < 0.85);
       }
       if (frame_threads) {
-        // With a product pool (num_threads - 1 helpers), half the threads decode.
+        // With a product pool (num_threads - 1 helpers; threading="frames" only), half the threads decode.
         opt.frame_threads = pipelined(source, options, request) ? std::max(2, options.num_threads / 2)
                                                                 : options.num_threads;
       } else if (starts.size() >= 2) {

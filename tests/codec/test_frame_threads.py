@@ -65,19 +65,22 @@ def test_frame_threads_equal_one_thread(one_gop_clip, threads, threading):
     assert len(ref) == one_gop_clip.num_frames and st1["frame_threads"] == 0
     got, st = _read(one_gop_clip.path, threads, threading, **HEAVY)
     assert got == ref
-    # one GOP: segments cannot split it, so auto uses frame threads too, except with two threads and products for
-    # every frame (one decoder and a product thread: measured faster on two cores)
-    if threads == 2 and threading == "auto":
+    # products for every frame run in a product pool: auto keeps one decoder for them (measured faster), "frames"
+    # forces frame threads
+    if threading == "auto":
         assert st["frame_threads"] == 0 and st["pooled_products"], st
     else:
         assert st["frame_threads"] >= 2 and not st["thread_fallback"], st
     assert st["frames_decoded"] == one_gop_clip.num_frames
 
 
-def test_plain_decode_uses_frame_threads(one_gop_clip):
+@pytest.mark.parametrize("threads", [2, 3])
+def test_plain_decode_uses_frame_threads(one_gop_clip, threads):
+    """One GOP, light products (luma, vector rows): auto decodes with frame threads."""
+    ref, _ = _read(one_gop_clip.path, 1, with_luma=True, with_mvs=True)
+    got, st = _read(one_gop_clip.path, threads, with_luma=True, with_mvs=True)
+    assert got == ref and st["frame_threads"] == threads and not st["parallel"] and not st["pooled_products"]
     ref, _ = _read(one_gop_clip.path, 1, with_luma=True)
-    got, st = _read(one_gop_clip.path, 2, with_luma=True)
-    assert got == ref and st["frame_threads"] == 2 and not st["parallel"]
     got, st = _read(one_gop_clip.path, 2, "segments", with_luma=True)
     assert got == ref and st["frame_threads"] == 0
 
