@@ -88,11 +88,12 @@ def render() -> str:
         lines += [f"Codec core, {threads} threads "
                   f"(`python benchmarks/bench_core.py`; source `benchmarks/results/{path.name}`, host {doc.get('host')}):", ""]
         lines += _core_table(doc) + [""]
-        lines += ["ov2 decodes each closed GOP single-threaded (results never depend on `num_threads`, damaged files "
-                  "included: docs/decoding.md); the peers use FFmpeg's frame threading, which is faster on videos "
-                  "with one or two closed GOPs but exports vectors of pictures still being decoded on B-frame streams: "
-                  "the last column counts frames whose vectors differ from the exact ones in an untimed run (worst of "
-                  "two).", ""]
+        lines += ["ov2 decodes closed GOPs in parallel, each single-threaded, and uses FFmpeg's frame threads only "
+                  "for H.264 without B-frames whose GOPs are too few to split, guarded (results never depend on "
+                  "`num_threads`, damaged files included: docs/decoding.md); the peers use FFmpeg's frame threading "
+                  "everywhere, which is faster on B-frame videos with one or two closed GOPs but exports vectors of "
+                  "pictures still being decoded there: the last column counts frames whose vectors differ from the "
+                  "exact ones in an untimed run (worst of two).", ""]
     tok = _latest("tokenize")
     if tok:
         path, doc = tok
