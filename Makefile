@@ -80,8 +80,8 @@ FUZZ_JOBS ?= 2
 .PHONY: asan asan-build leak-check fuzz robustness tsan
 
 # make tsan: ThreadSanitizer over the threaded reader (segments, product pool, post hook) without Python:
-# tests/robustness/tsan_driver.cpp reads the demo sample (several closed GOPs, B-frames) and the shared videos
-# with 1-4 threads and compares digests. FFmpeg itself is not instrumented (tests/robustness/tsan.supp).
+# tests/robustness/tsan_driver.cpp reads the demo sample (several closed GOPs, B-frames), a one-GOP clip without
+# B-frames (FFmpeg's frame threads) and the shared videos with 1-4 threads and compares digests. FFmpeg itself is not instrumented (tests/robustness/tsan.supp).
 TSAN_DIR ?= build/tsan
 tsan: venv
 	mkdir -p $(TSAN_DIR)
@@ -89,8 +89,12 @@ tsan: venv
 	    tests/robustness/tsan_driver.cpp csrc/codec/*.cpp csrc/tokenize/*.cpp \
 	    $$(pkg-config --libs libavformat libavcodec libavutil libswscale) -lpthread -o $(TSAN_DIR)/driver
 	$(PY) -c "from ov2_tokenizer.samples import sample_video; print(sample_video('$(TSAN_DIR)/sample.mp4'))"
+	$(PY) -c "import numpy as np; from ov2_tokenizer.samples import encode_video; \
+	    bg = np.random.default_rng(1).integers(0, 256, (96, 160, 3), dtype=np.uint8); \
+	    print(encode_video('$(TSAN_DIR)/one_gop.mp4', 40, lambda i: np.roll(bg, 2 * i, axis=1), fps=25, codec='libx264', \
+	    options={'x264-params': 'bframes=0:keyint=250:scenecut=0'}))"
 	TSAN_OPTIONS=suppressions=$(abspath tests/robustness/tsan.supp):halt_on_error=1:second_deadlock_stack=1 \
-	    $(TSAN_DIR)/driver $(TSAN_DIR)/sample.mp4 $(wildcard ../shared/videos/tc_bt709_full_range.mp4 ../shared/videos/ytb_XwB-dkS5BVM.mp4)
+	    $(TSAN_DIR)/driver $(TSAN_DIR)/sample.mp4 $(TSAN_DIR)/one_gop.mp4 $(wildcard ../shared/videos/tc_bt709_full_range.mp4 ../shared/videos/ytb_XwB-dkS5BVM.mp4)
 
 asan-build: venv
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOV2_SANITIZE=ON -DOV2_PYTHON=ON \

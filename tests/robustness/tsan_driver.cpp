@@ -1,4 +1,5 @@
-// `make tsan`: ThreadSanitizer driver for the threaded reader (parallel segments, the product pool, the post hook).
+// `make tsan`: ThreadSanitizer driver for the threaded reader (parallel segments, FFmpeg's frame threads on H.264
+// without re-ordering, the product pool, the post hook).
 // Reads each video given on the command line with every product (luma, RGB, vectors, dense field, residual,
 // coding cost, and a post hook computing block scores), for all frames and for a sparse selection, with 1 to 4
 // threads, and checks that every thread count gives the digests of one thread. Exit status 1 on a difference;
@@ -16,13 +17,15 @@ static uint64_t fnv(uint64_t h, const void* p, size_t n) {
   return h;
 }
 
-static std::vector<uint64_t> run(const std::string& path, int threads, bool sparse, bool post) {
+static std::vector<uint64_t> run(const std::string& path, int threads, bool sparse, bool post,
+                                 ov2::Threading threading = ov2::Threading::Auto, int* frame_threads = nullptr) {
   ov2::Source src;
   src.path = path;
   src.name = path;
   ov2::ReaderOptions opt;
   opt.num_threads = threads;
   opt.max_buffer_bytes = size_t(4) << 20;
+  opt.threading = threading;
   ov2::FrameRequest req;
   req.luma = true; req.mvs = true; req.residual = true; req.coding_cost = true; req.rgb = true;
   req.rgb_width = 160; req.rgb_height = 96;
@@ -49,6 +52,7 @@ static std::vector<uint64_t> run(const std::string& path, int threads, bool spar
     h = fnv(h, f.scores.data(), f.scores.size() * 4);
     out.push_back(h);
   }
+  if (frame_threads) *frame_threads = s->stats().frame_threads;
   return out;
 }
 
@@ -63,6 +67,14 @@ int main(int argc, char** argv) {
           const bool ok = got == ref;
           bad += !ok;
           std::printf("%s sparse=%d post=%d threads=%d frames=%zu %s\n", argv[a], sparse, post, t, got.size(), ok ? "ok" : "DIFFER");
+          if (post) continue;
+          // frame threads where the stream allows them (H.264 without re-ordering), with the product pool
+          int used = 0;
+          auto ft = run(argv[a], t, sparse, post, ov2::Threading::Frames, &used);
+          const bool ok_ft = ft == ref;
+          bad += !ok_ft;
+          std::printf("%s sparse=%d threads=%d threading=frames (frame threads used: %d) frames=%zu %s\n", argv[a],
+                      sparse, t, used, ft.size(), ok_ft ? "ok" : "DIFFER");
         }
       }
   }
