@@ -1296,15 +1296,20 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
   // as decoding) and one decoder's memory instead of two (docs/decoding.md).
   const bool every_frame_products =
       request.all && (request.residual || request.coding_cost || request.rgb || static_cast<bool>(request.post));
-  const bool pipeline_instead = options.num_threads == 2 && every_frame_products && pipelined(source, options, request);
+  const bool pooled = pipelined(source, options, request);  // products as tasks of a product pool
+  const bool pipeline_instead = options.num_threads == 2 && every_frame_products && pooled;
   const bool may_parallel = options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push && !pipeline_instead;
   // Skipping: a sparse request on H.264 (the NAL header says which pictures no other picture references).
   const bool may_skip = allow.skip && !request.all && !request.select && !request.indices.empty() && !source.push &&
                         options.on_error != OnError::Repeat;
   // Frame threads: H.264 without re-ordering, a source that can be read again (RereadGuard), no streaming hooks.
-  const bool may_frame_threads = allow.frame_threads && options.num_threads > 1 &&
-                                 options.threading != Threading::Segments && options.on_error != OnError::Repeat &&
-                                 !source.push && !request.select && !request.on_open && !request.on_packet;
+  // Auto uses them only for reads whose products stay on the decoding thread (decode, luma, vector rows): reads
+  // with a product pool (RGB, residual, coding cost, a post hook) keep segments or one decoder, as the products
+  // need the cores (measured slower with frame threads: codec_stream, ovenc_topk, vectors + residual + cost).
+  const bool may_frame_threads =
+      allow.frame_threads && options.num_threads > 1 && options.on_error != OnError::Repeat && !source.push &&
+      !request.select && !request.on_open && !request.on_packet &&
+      (options.threading == Threading::Frames || (options.threading == Threading::Auto && !pooled));
   FrameRequest req = request;
   ReaderOptions opt = options;
   opt.frame_threads = 0;
@@ -1327,11 +1332,8 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
           if (t.safe_start[static_cast<size_t>(i)] && i - starts.back() >= min_len) starts.push_back(i);
         if (n - starts.back() < min_len / 2 && starts.size() > 1) starts.pop_back();
       }
-      // Frame threads (Auto): for reads whose products stay on the decoding thread (decode, luma, vector rows),
-      // where segments would keep the threads less than 85 % busy (two frame threads keep them about 80 % busy on
-      // H.264; segments measure below their estimate: demuxers, decoder starts). Reads with a product pool (RGB,
-      // residual, coding cost, a post hook) keep segments or one decoder: the products need the cores (measured
-      // slower with frame threads: codec_stream, ovenc_topk, vectors + residual + coding cost).
+      // Frame threads (Auto): where segments would keep the threads less than 85 % busy (two frame threads keep
+      // them about 80 % busy on H.264; segments measure below their estimate: demuxers, decoder starts).
       const AVCodecParameters* par = dm.stream()->codecpar;
       bool frame_threads = may_frame_threads && h264 && par->video_delay == 0 && table_allows_frame_threads(t);
       if (frame_threads && options.threading == Threading::Auto) {
@@ -1341,13 +1343,12 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
         const double per_frame = static_cast<double>(frame_out_bytes(request, par->width, par->height)) * density;
         const int64_t buffer_frames = static_cast<int64_t>(
             std::min(static_cast<double>(n) + 1.0, static_cast<double>(options.max_buffer_bytes) / per_frame));
-        frame_threads = !pipelined(source, options, request) &&
-                        (starts.size() < 2 || segment_utilisation(starts, n, options.num_threads, buffer_frames) < 0.85);
+        frame_threads =
+            starts.size() < 2 || segment_utilisation(starts, n, options.num_threads, buffer_frames) < 0.85;
       }
       if (frame_threads) {
         // With a product pool (num_threads - 1 helpers; threading="frames" only), half the threads decode.
-        opt.frame_threads = pipelined(source, options, request) ? std::max(2, options.num_threads / 2)
-                                                                : options.num_threads;
+        opt.frame_threads = pooled ? std::max(2, options.num_threads / 2) : options.num_threads;
       } else if (starts.size() >= 2) {
         std::vector<Segment> segs(starts.size());
         for (size_t k = 0; k < starts.size(); ++k) {
