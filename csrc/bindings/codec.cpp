@@ -127,6 +127,7 @@ struct FrameIter {
     d["skip_fallback"] = s.skip_fallback;
     d["frame_threads"] = s.frame_threads;
     d["thread_fallback"] = s.thread_fallback;
+    d["packet_prepass"] = s.packet_prepass;
     return d;
   }
 };

@@ -270,6 +270,25 @@ void Demuxer::open(int stream_index, double timeout_s) {
 
 Demuxer::~Demuxer() { release(); }
 
+int64_t indexed_keyframes(const AVStream* st, int64_t stop_at) {
+#if LIBAVFORMAT_VERSION_INT >= AV_VERSION_INT(58, 78, 100)
+  auto* s = const_cast<AVStream*>(st);
+  const int n = avformat_index_get_entries_count(s);
+  if (n <= 0 || st->nb_frames <= 0 || static_cast<int64_t>(n) != st->nb_frames) return -1;
+  int64_t keys = 0;
+  for (int i = 0; i < n && keys < stop_at; ++i) {
+    const AVIndexEntry* e = avformat_index_get_entry(s, i);
+    if (!e) return -1;
+    if (e->flags & AVINDEX_KEYFRAME) ++keys;
+  }
+  return keys;
+#else
+  (void)st;
+  (void)stop_at;
+  return -1;
+#endif
+}
+
 void Demuxer::release() {
   void* opaque = avio_ ? avio_->opaque : nullptr;
   if (fmt_) avformat_close_input(&fmt_);

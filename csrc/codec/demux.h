@@ -65,6 +65,11 @@ class Demuxer {
   bool has_deadline_ = false;
 };
 
+// Key frames the container's index lists for `st`, counting up to `stop_at`; -1 when the index does not list every
+// packet of the stream (a fragmented or streamed file, Matroska cues, MPEG-TS, ...) or the FFmpeg is older than
+// 4.4's index accessors. MP4/MOV indexes list every sample with the sync-sample flag the demuxer gives packets.
+int64_t indexed_keyframes(const AVStream* st, int64_t stop_at);
+
 // Returns the time base of the stream as seconds per tick.
 inline double seconds_per_tick(const AVStream* st) { return av_q2d(st->time_base); }
 

@@ -1078,7 +1078,8 @@ class ParallelStream : public FrameStream {
 // --- robustness: presentation times never go backwards (swapped or damaged packets can reorder pts) ---------
 class MonotonicTimes : public FrameStream {
  public:
-  explicit MonotonicTimes(std::unique_ptr<FrameStream> inner) : inner_(std::move(inner)) {}
+  MonotonicTimes(std::unique_ptr<FrameStream> inner, bool packet_prepass)
+      : inner_(std::move(inner)), packet_prepass_(packet_prepass) {}
   bool next(FrameOut& out) override {
     if (!inner_->next(out)) return false;
     if (has_last_ && !(out.pts_s >= last_)) out.pts_s = last_;
@@ -1086,10 +1087,15 @@ class MonotonicTimes : public FrameStream {
     has_last_ = true;
     return true;
   }
-  StreamStats stats() const override { return inner_->stats(); }
+  StreamStats stats() const override {
+    StreamStats s = inner_->stats();
+    s.packet_prepass = packet_prepass_;
+    return s;
+  }
 
  private:
   std::unique_ptr<FrameStream> inner_;
+  bool packet_prepass_ = false;
   double last_ = 0.0;
   bool has_last_ = false;
 };
@@ -1315,10 +1321,20 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
   opt.frame_threads = 0;
   std::shared_ptr<const SkipPlan> plan;
   std::unique_ptr<FrameStream> inner;
+  bool prepass = false;
   if (may_parallel || may_skip || may_frame_threads) {
     Demuxer dm(source, options.stream_index, options.timeout_s);
-    const bool h264 = dm.stream()->codecpar->codec_id == AV_CODEC_ID_H264;
-    if (may_parallel || (h264 && (may_skip || may_frame_threads))) {
+    const AVStream* st = dm.stream();
+    const bool h264 = st->codecpar->codec_id == AV_CODEC_ID_H264;
+    // Segments start at key frames after the first packet: where the container's index lists every packet and
+    // fewer than two key frames, no split exists, and the packet table is read only if skipping or frame threads
+    // (H.264 without re-ordering) could use it. Short one-GOP MP4 clips then open one demuxer fewer and skip a
+    // pass over their packets.
+    const int64_t indexed_keys = indexed_keyframes(st, 2);
+    const bool may_split = may_parallel && !(indexed_keys == 0 || indexed_keys == 1);
+    const bool ft_possible = h264 && may_frame_threads && st->codecpar->video_delay == 0;
+    if (may_split || (h264 && may_skip) || ft_possible) {
+      prepass = true;
       const PacketTable t = read_packet_table(dm, false);
       if (dm.timed_out()) throw Error(ErrorKind::Timeout, source.name, "reading packets timed out");
       if (may_skip && h264) plan = make_skip_plan(t, request);
@@ -1364,7 +1380,7 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
   }
   if (!inner) inner = std::make_unique<SequentialStream>(source, opt, req);
   if (plan || opt.frame_threads) inner = std::make_unique<RereadGuard>(std::move(inner), source, options, request);
-  return std::make_unique<MonotonicTimes>(std::move(inner));
+  return std::make_unique<MonotonicTimes>(std::move(inner), prepass);
 }
 
 }  // namespace

@@ -156,6 +156,7 @@ struct StreamStats {
   bool skip_fallback = false;    // the skip plan did not hold for this file: read again without skipping
   int frame_threads = 0;         // FFmpeg frame threads of the (first) decoder; 0: none
   bool thread_fallback = false;  // frame threads stopped (the file left their model): read again without them
+  bool packet_prepass = false;   // the packets were demuxed once up front to plan threads or skipping
 };
 
 class FrameStream {

@@ -200,7 +200,9 @@ class VideoReader:
     (``stats["parallel"]``, ``stats["pooled_products"]``); results never depend on it. ``threading`` says how:
     ``"auto"`` (default) uses closed-GOP segments, or FFmpeg's frame threads for an H.264 stream without
     re-ordering whose GOPs are too few to split (``stats["frame_threads"]``; guarded, see docs/decoding.md);
-    ``"segments"`` never uses frame threads; ``"frames"`` uses them whenever the stream allows.
+    ``"segments"`` never uses frame threads; ``"frames"`` uses them whenever the stream allows. Planning them
+    may demux the packets once up front (``stats["packet_prepass"]``; skipped when the container's index shows
+    nothing to split).
     ``on_error``: ``"skip"`` (default) skips damaged packets and counts them in :attr:`stats`, ``"raise"`` raises
     :class:`~ov2_tokenizer.errors.CorruptVideoError`. ``timeout_s`` bounds
     opening and decoding (:class:`~ov2_tokenizer.errors.DecodeTimeout`).

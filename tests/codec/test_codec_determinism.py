@@ -75,3 +75,47 @@ def test_repeated_runs_identical(bframe_clip):
     assert a == b
     assert len(set(a)) == len(a)  # frames really differ from each other (hashes are not trivially equal)
     assert np.all(np.array([len(x) for x in a]) == 40)
+
+
+@pytest.fixture(scope="module")
+def one_gop_bframe_clips(generated_dir):
+    """The same 160x128, 40-frame one-GOP libx264 clip with B-frames, as MP4 (an index of every sample) and as
+    Matroska (cues need not list every packet)."""
+    from _codec_util import paste, textured
+    from conftest import _encode
+
+    bg = textured(128, 160, seed=91, smooth=2)
+    block = textured(32, 32, seed=92, smooth=1)
+
+    def render(i):
+        img = bg.copy()
+        paste(img, block, 10 + 2 * i, 30 + i)
+        return img
+
+    opts = {"x264-params": "bframes=2:b-adapt=0:keyint=250:min-keyint=250:scenecut=0", "crf": "22", "preset": "fast"}
+    return {ext: _encode(generated_dir / f"one_gop_bframes.{ext}", 40, render, options=opts) for ext in ("mp4", "mkv")}
+
+
+def test_index_without_a_second_key_frame_skips_the_packet_prepass(one_gop_bframe_clips, bframe_clip):
+    """Segments start at key frames: an MP4 whose index lists one key frame cannot be split, and with B-frames
+    frame threads are ruled out too, so a full read on several threads does not demux the packets up front
+    (``stats["packet_prepass"]``) — and still equals one thread. Where the index is not complete (Matroska), a
+    sparse request on H.264 (the skip plan) or a video with several GOPs, the pre-pass runs as before."""
+    mp4, mkv = one_gop_bframe_clips["mp4"], one_gop_bframe_clips["mkv"]
+    ref, stats1 = reader_digests(mp4, num_threads=1, **PRODUCTS)
+    assert len(ref) == 40 and not stats1["packet_prepass"]
+    assert ov2.open_video(mp4).info.has_b_frames
+    for threads in (2, 4):
+        for products in (PRODUCTS, dict(with_luma=False), dict(with_luma=False, with_mvs=True)):
+            got, stats = reader_digests(mp4, num_threads=threads, **products)
+            assert not stats["packet_prepass"] and stats["segments"] == 1 and not stats["frame_threads"], stats
+            if products is PRODUCTS:
+                assert got == ref
+    got, stats = reader_digests(mkv, num_threads=2, with_luma=False, with_mvs=True)
+    assert stats["packet_prepass"], stats
+    assert len(got) == 40
+    idx = [3, 17, 30]
+    got, stats = reader_digests(mp4, num_threads=2, indices=idx, **PRODUCTS)
+    assert stats["packet_prepass"] and got == [ref[i] for i in idx], stats
+    _, stats = reader_digests(bframe_clip.path, num_threads=2, with_luma=False, with_mvs=True)
+    assert stats["packet_prepass"] and stats["segments"] >= 2, stats

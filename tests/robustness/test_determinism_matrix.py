@@ -42,7 +42,7 @@ MODE_CFG = {"cope": dict(num_frames=4, max_canvases=2)}
 #: Decoder statistics and bookkeeping that may differ between equal outputs (see the module docstring).
 STATS_KEYS = {"timings", "source", "config", "frames_decoded", "corrupt_packets", "corrupt_frames",
               "repeated_frames", "truncated", "parallel", "segments", "pooled_products", "skipped_frames",
-              "skip_fallback", "frame_threads", "thread_fallback"}
+              "skip_fallback", "frame_threads", "thread_fallback", "packet_prepass"}
 X264 = {"g": "8", "bf": "2", "x264-params": "keyint=8:min-keyint=8:scenecut=0"}
 
 
