@@ -83,7 +83,7 @@ def _pack_group(state: _Decoded, k: int, lo: int, hi: int, pending: dict, part, 
             continue
         dst = q - off[r]
         src = bi[q] * nbw + bj[q]
-        for t in np.unique(bt[q]):
+        for t in sorted(set(bt[q].tolist())):
             sel = bt[q] == t
             core.tok.paste_blocks(state.canvases[first + r], pending[int(t)], src[sel], dst[sel], cfg.block_pixels)
     state.blocks.append(np.stack([bt, bi, bj], axis=1))
@@ -99,7 +99,7 @@ def _decode(video: VideoReader, cfg: TokenizerConfig, cand: np.ndarray, beta_t: 
     else:
         state.canvases = np.zeros((len(dry["canvas_kind"]), 3, hc, wc), dtype=np.uint8)
     cand_group = np.asarray(dry["cand_group"])
-    last_of_group = {int(g): int(np.flatnonzero(cand_group == g)[-1]) for g in np.unique(cand_group)}
+    last_of_group = {int(g): k for k, g in enumerate(cand_group.tolist())}  # the last candidate of each group
     pending: dict[int, np.ndarray] = {}
     group_lo = 0
     interval = cfg.accumulate == "interval"
