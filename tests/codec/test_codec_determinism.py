@@ -81,8 +81,10 @@ def test_repeated_runs_identical(bframe_clip):
 def one_gop_bframe_clips(generated_dir):
     """The same 160x128, 40-frame one-GOP libx264 clip with B-frames, as MP4 (an index of every sample) and as
     Matroska (cues need not list every packet)."""
+    pytest.importorskip("av", reason="generated test videos are encoded with PyAV (pip install av)")
+    from ov2_tokenizer.samples import encode_video
+
     from _codec_util import paste, textured
-    from conftest import _encode
 
     bg = textured(128, 160, seed=91, smooth=2)
     block = textured(32, 32, seed=92, smooth=1)
@@ -93,7 +95,8 @@ def one_gop_bframe_clips(generated_dir):
         return img
 
     opts = {"x264-params": "bframes=2:b-adapt=0:keyint=250:min-keyint=250:scenecut=0", "crf": "22", "preset": "fast"}
-    return {ext: _encode(generated_dir / f"one_gop_bframes.{ext}", 40, render, options=opts) for ext in ("mp4", "mkv")}
+    return {ext: encode_video(generated_dir / f"one_gop_bframes.{ext}", 40, render, fps=25, codec="libx264",
+                              options=opts) for ext in ("mp4", "mkv")}
 
 
 def test_index_without_a_second_key_frame_skips_the_packet_prepass(one_gop_bframe_clips, bframe_clip):
