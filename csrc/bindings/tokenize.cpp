@@ -17,6 +17,7 @@
 #include "tokenize/allocation.h"
 #include "tokenize/block_score.h"
 #include "tokenize/candidates.h"
+#include "tokenize/cope_warp.h"
 #include "tokenize/geometry.h"
 #include "tokenize/gop_partition.h"
 #include "tokenize/ovenc_mosaic.h"
@@ -404,6 +405,46 @@ void ov2_bind_tokenize(py::module_& m) {
         return out;
       },
       py::arg("img"), py::arg("out_h"), py::arg("out_w"), "Bilinear resize of uint8 [H, W(, C)] (half-pixel centres).");
+
+  t.def(
+      "cope_warp",
+      [](arr<uint8_t> ref, arr<float> field) {
+        if (ref.ndim() != 3) throw Error("cope_warp: ref must be uint8 [H, W, C]");
+        if (field.ndim() != 3 || field.shape(2) != 2) throw Error("cope_warp: field must be float32 [H/4, W/4, 2]");
+        const int64_t h = ref.shape(0), w = ref.shape(1), c = ref.shape(2);
+        py::array_t<uint8_t> out({h, w, c});
+        uint8_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          cope_warp(ref.data(), h, w, c, field.data(), field.shape(0), field.shape(1), o);
+        }
+        return out;
+      },
+      py::arg("ref"), py::arg("field"),
+      "The cope mode's warp: ref sampled at (y + dy, x + dx) of each pixel's 4x4 cell, bilinear, clamped to the "
+      "frame, rounded half up (csrc/tokenize/cope_warp.h).");
+
+  t.def(
+      "cope_residual",
+      [](arr<uint8_t> cur, arr<uint8_t> ref, arr<float> field, py::array out) {
+        if (ref.ndim() != 3) throw Error("cope_residual: ref must be uint8 [H, W, C]");
+        if (cur.ndim() != 3 || cur.shape(0) != ref.shape(0) || cur.shape(1) != ref.shape(1) ||
+            cur.shape(2) != ref.shape(2))
+          throw Error("cope_residual: cur must have ref's shape");
+        if (field.ndim() != 3 || field.shape(2) != 2) throw Error("cope_residual: field must be float32 [H/4, W/4, 2]");
+        // written in place: no conversion may stand in between
+        if (!py::array_t<int16_t, py::array::c_style>::check_(out) || !out.writeable() || out.ndim() != 3 ||
+            out.shape(0) != ref.shape(0) || out.shape(1) != ref.shape(1) || out.shape(2) != ref.shape(2))
+          throw Error("cope_residual: out must be a writable C-contiguous int16 array of ref's shape");
+        int16_t* o = static_cast<int16_t*>(out.mutable_data());
+        {
+          py::gil_scoped_release nogil;
+          cope_residual(cur.data(), ref.data(), ref.shape(0), ref.shape(1), ref.shape(2), field.data(), field.shape(0),
+                        field.shape(1), o);
+        }
+      },
+      py::arg("cur"), py::arg("ref"), py::arg("field"), py::arg("out"),
+      "out[...] = int16(cur) - cope_warp(ref, field), in place (the cope mode's delta residual).");
 
   t.def(
       "resize_area",

@@ -111,23 +111,15 @@ def l0_field(frame: Frame, cells_hw: Tuple[int, int]) -> np.ndarray:
 
 def warp_bilinear(ref: np.ndarray, field: np.ndarray) -> np.ndarray:
     """uint8 [H, W, 3]: ``ref`` sampled at (y + dy, x + dx) of each pixel's 4×4 cell, bilinear, clamped to the
-    frame, rounded half up."""
-    h, w = ref.shape[:2]
-    cy = np.minimum(np.arange(h) // 4, field.shape[0] - 1)
-    cx = np.minimum(np.arange(w) // 4, field.shape[1] - 1)
-    f = field[cy][:, cx]  # [H, W, 2]
-    sx = np.clip(np.arange(w, dtype=np.float32)[None, :] + f[..., 0], 0, w - 1)
-    sy = np.clip(np.arange(h, dtype=np.float32)[:, None] + f[..., 1], 0, h - 1)
-    x0 = np.floor(sx).astype(np.int64)
-    y0 = np.floor(sy).astype(np.int64)
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    wx = (sx - x0)[..., None]
-    wy = (sy - y0)[..., None]
-    r = ref.astype(np.float32)
-    top = r[y0, x0] * (1 - wx) + r[y0, x1] * wx
-    bot = r[y1, x0] * (1 - wx) + r[y1, x1] * wx
-    return np.floor(top * (1 - wy) + bot * wy + 0.5).clip(0, 255).astype(np.uint8)
+    frame, rounded half up. Runs in C++ (``csrc/tokenize/cope_warp.cpp``, the arithmetic written out in its
+    header); ``cope_warp`` in tests/reference/tokenize_ref.py is the numpy form it equals bit for bit.
+
+    >>> ref = np.arange(2 * 8 * 3, dtype=np.uint8).reshape(2, 8, 3)
+    >>> field = np.zeros((1, 2, 2), np.float32); field[..., 0] = 1  # content came from 1 px to the right
+    >>> bool(np.array_equal(warp_bilinear(ref, field)[:, :7], ref[:, 1:]))
+    True
+    """
+    return core.tok.cope_warp(np.ascontiguousarray(ref, dtype=np.uint8), np.ascontiguousarray(field, dtype=np.float32))
 
 
 def tokenize_cope(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
@@ -171,8 +163,8 @@ def tokenize_cope(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
         if p is not None:
             motion[p] += l0_field(f, cells)
             if f.index == int(s_end[p]) and int(s_ref[p]) in refs:
-                pred = warp_bilinear(refs[int(s_ref[p])], motion[p])
-                np.subtract(f.rgb, pred, out=residual[p], dtype=np.int16)
+                # residual[p] = RGB(t) − warp_bilinear(RGB(r), motion[p]), in place (csrc/tokenize/cope_warp.h)
+                core.tok.cope_residual(f.rgb, refs[int(s_ref[p])], motion[p], residual[p])
                 step_ts[p] = float(f.pts_s)
                 done[p] = True
                 refs.pop(int(s_ref[p]), None)
@@ -185,7 +177,8 @@ def tokenize_cope(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
     # drop what the stream did not deliver
     gk = np.array([s for s in g_start.tolist() if s in i_imgs], dtype=np.int64)
     gk_end = np.array([e for s, e in zip(g_start.tolist(), g_end.tolist()) if s in i_imgs], dtype=np.int64)
-    s_end, s_ref, motion, residual, step_ts = s_end[done], s_ref[done], motion[done], residual[done], step_ts[done]
+    if not done.all():  # (a full selection would copy the Δ tensors for nothing)
+        s_end, s_ref, motion, residual, step_ts = s_end[done], s_ref[done], motion[done], residual[done], step_ts[done]
     after_i = (np.searchsorted(gk, s_end, side="right") - 1).astype(np.int32)
 
     frames_i = gk.tolist()

@@ -123,3 +123,10 @@ def test_cope_runs_on_every_shared_video(path):
     assert (g["delta_span"] >= 1).all() and (g["delta_span"] <= 2).all()
     assert (g["delta_after_i"] < vt.num_canvases).all() and (g["delta_after_i"] >= 0).all()
     assert np.isfinite(g["delta_t_s"].numpy()).all()
+
+
+def test_cope_docstring_examples():
+    import doctest
+
+    res = doctest.testmod(C)
+    assert res.attempted > 0 and res.failed == 0

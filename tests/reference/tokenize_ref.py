@@ -598,3 +598,26 @@ def pack_canvases(plan, frames, patch=14, merge=2):
             out[s, :, di * f:(di + 1) * f, dj * f:(dj + 1) * f] = \
                 frames[t, i * f:(i + 1) * f, j * f:(j + 1) * f].transpose(2, 0, 1)
     return out
+
+
+# --------------------------------------------------------------------------------------------- §5.8 cope warp
+def cope_warp(ref, field):
+    """uint8 [H, W, C]: ``ref`` sampled at (y + dy, x + dx) of each pixel's 4×4 cell, bilinear, clamped to the
+    frame, rounded half up — numpy's promotions as written: coordinates in float32, weights and sums in float64
+    (float32 − int64 promotes to float64). The C++ ``cope_warp`` (csrc/tokenize/cope_warp.h) must equal it."""
+    h, w = ref.shape[:2]
+    cy = np.minimum(np.arange(h) // 4, field.shape[0] - 1)
+    cx = np.minimum(np.arange(w) // 4, field.shape[1] - 1)
+    f = field.astype(np.float32)[cy][:, cx]  # [H, W, 2]
+    sx = np.clip(np.arange(w, dtype=np.float32)[None, :] + f[..., 0], 0, w - 1)
+    sy = np.clip(np.arange(h, dtype=np.float32)[:, None] + f[..., 1], 0, h - 1)
+    x0 = np.floor(sx).astype(np.int64)
+    y0 = np.floor(sy).astype(np.int64)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    wx = (sx - x0)[..., None]
+    wy = (sy - y0)[..., None]
+    r = ref.astype(np.float32)
+    top = r[y0, x0] * (1 - wx) + r[y0, x1] * wx
+    bot = r[y1, x0] * (1 - wx) + r[y1, x1] * wx
+    return np.floor(top * (1 - wy) + bot * wy + 0.5).clip(0, 255).astype(np.uint8)
