@@ -350,13 +350,15 @@ def collate_visual_tokens(
         raise ConfigError("batch", "samples mix images and videos; pack each modality in its own batch")
     p = patch.pop() if patch else 14
 
-    pix, pos, sid, gid, wid, cid, frm, ts, kinds_t, grids, counts, md = [], [], [], [], [], [], [], [], [], [], [], []
+    pos, sid, gid, wid, cid, frm, ts, kinds_t, grids, counts, md = [], [], [], [], [], [], [], [], [], [], []
     cu = [0]
     g_off = c_off = w_off = 0
+    # every sample's patches are written straight into its rows of the batch's pixel values (no concatenation)
+    pixel_values = torch.empty((sum(vt.num_tokens for vt in samples), 3 * p * p), dtype=dtype)
     for b, vt in enumerate(samples):
         n = vt.num_tokens
         s, _, hc, wc = vt.canvases.shape
-        pix.append(vt.patches(dtype=dtype))
+        vt.patches(dtype=dtype, out=pixel_values[cu[-1]:cu[-1] + n])
         pos.append(vt.pos_thw.to(torch.int64))
         sid.append(torch.full((n,), b, dtype=torch.int64))
         _, dense = torch.unique(vt.group.to(torch.int64), return_inverse=True)
@@ -382,7 +384,7 @@ def collate_visual_tokens(
     group_ids = cat(gid, i64)
     window_ids = cat(wid, i64)
     return PackedVisualTokens(
-        pixel_values=cat(pix, torch.zeros(0, 3 * p * p, dtype=dtype)),
+        pixel_values=pixel_values,
         grid_thw=torch.tensor(grids, dtype=torch.int64).reshape(-1, 3),
         pos_thw=cat(pos, torch.zeros(0, 3, dtype=torch.int64)),
         cu_seqlens=torch.tensor(cu, dtype=torch.int32),

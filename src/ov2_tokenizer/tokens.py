@@ -98,9 +98,11 @@ class VisualTokens:
             meta=self.meta,
         )
 
-    def patches(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def patches(self, dtype: torch.dtype = torch.float32, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """float [N, 3·p·p]: each token's p×p RGB patch (C, H, W order), scaled to [0, 1] and normalised with
-        the config's ``image_mean`` / ``image_std``, in token (block) order — the encoder's ``pixel_values``."""
+        the config's ``image_mean`` / ``image_std``, in token (block) order — the encoder's ``pixel_values``.
+        ``out`` (a contiguous [N, 3·p·p] tensor of ``dtype``, e.g. a slice of a batch's pixel values) receives
+        them instead of a new tensor."""
         p = self.patch_size
         s, c, h, w = self.canvases.shape
         grid = self.canvases.reshape(s, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)  # S, gh, gw, C, p, p
@@ -108,8 +110,14 @@ class VisualTokens:
         cfg = self.meta.get("config", {})
         mean = torch.tensor(cfg.get("image_mean", (0.48145466, 0.4578275, 0.40821073)), dtype=dtype, device=sel.device)
         std = torch.tensor(cfg.get("image_std", (0.26862954, 0.26130258, 0.27577711)), dtype=dtype, device=sel.device)
-        x = sel.to(dtype) / 255.0
-        x = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+        if out is None:
+            x = sel.to(dtype)  # a new tensor: the steps below run in place (the same operations, no temporaries)
+        else:
+            if out.shape != (sel.shape[0], c * p * p) or out.dtype != dtype or not out.is_contiguous():
+                raise ValueError(f"out must be a contiguous {dtype} tensor of shape {(sel.shape[0], c * p * p)}")
+            x = out.view(sel.shape[0], c, p, p)
+            x.copy_(sel)
+        x.div_(255.0).sub_(mean.view(1, 3, 1, 1)).div_(std.view(1, 3, 1, 1))
         return x.reshape(x.shape[0], c * p * p)
 
     def model_inputs(self) -> Dict[str, torch.Tensor]:

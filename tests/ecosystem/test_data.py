@@ -26,6 +26,29 @@ def shared_dir():
     return paths[0].parent if paths else None
 
 
+def test_patches_in_place_equal_the_plain_formula():
+    """``patches()`` normalises in place (and into ``out=``): the values equal (x / 255 − mean) / std computed
+    out of place, for float32 and bfloat16; a mis-shaped or non-contiguous ``out`` is refused."""
+    vt = ov2.tokenize_video(ov2.sample_video(), **SMALL)
+    p = vt.patch_size
+    s, c, h, w = vt.canvases.shape
+    grid = vt.canvases.reshape(s, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+    sel = grid[vt.canvas.long(), vt.can_hw[:, 0].long(), vt.can_hw[:, 1].long()]
+    cfg = vt.meta["config"]
+    for dtype in (torch.float32, torch.bfloat16):
+        mean = torch.tensor(cfg["image_mean"], dtype=dtype).view(1, 3, 1, 1)
+        std = torch.tensor(cfg["image_std"], dtype=dtype).view(1, 3, 1, 1)
+        want = ((sel.to(dtype) / 255.0 - mean) / std).reshape(sel.shape[0], -1)
+        assert torch.equal(vt.patches(dtype=dtype), want)
+        out = torch.empty(vt.num_tokens + 3, c * p * p, dtype=dtype)
+        got = vt.patches(dtype=dtype, out=out[1:-2])
+        assert torch.equal(out[1:-2], want) and got.data_ptr() == out[1:-2].data_ptr()
+    with pytest.raises(ValueError):
+        vt.patches(out=torch.empty(vt.num_tokens, c * p * p + 1))
+    with pytest.raises(ValueError):
+        vt.patches(out=torch.empty(c * p * p, vt.num_tokens).t())
+
+
 def test_collate_invariants(clips):
     cs = ov2.tokenize_video(clips[0], config=ov2.TokenizerConfig(num_frames=32, max_canvases=10, max_pixels=50176))
     fr = ov2.tokenize_video(clips[1], mode="frames", num_frames=7, max_pixels=50176)
