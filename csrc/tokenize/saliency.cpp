@@ -149,9 +149,14 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
     cy.resize(ncell);
     wt.resize(ncell);
     valid.assign(ncell, 0);
+    thread_local std::vector<int32_t> gxs, gys;  // the vector on the 1/8 grid (while `grid` holds)
+    gxs.resize(ncell);
+    gys.resize(ncell);
     double* const pcx = cx.data();
     double* const pcy = cy.data();
     int32_t* const pwt = wt.data();
+    int32_t* const pgx = gxs.data();
+    int32_t* const pgy = gys.data();
     uint8_t* const pvalid = valid.data();
     // Exact integer fast path: codec vectors are multiples of 1/4 (H.264), 1/2 (MPEG-4) or 1 pixel (estimated),
     // so on a 1/8 grid every order statistic below is an integer selection. Off the grid: weighted quickselect.
@@ -178,9 +183,16 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         pvalid[c] = 1;
         pwt[c] = static_cast<int32_t>(py * px);
         ++nvalid;
-        const double gx = pcx[c] * 8.0, gy = pcy[c] * 8.0;
-        if (grid && !(gx == std::floor(gx) && gy == std::floor(gy) && std::fabs(gx) < 65536.0 && std::fabs(gy) < 65536.0))
-          grid = false;
+        if (grid) {  // on the grid: |8v| < 65536 and 8v an integer (a truncation that changes nothing)
+          const double gx = pcx[c] * 8.0, gy = pcy[c] * 8.0;
+          if (std::fabs(gx) < 65536.0 && std::fabs(gy) < 65536.0) {
+            pgx[c] = static_cast<int32_t>(gx);
+            pgy[c] = static_cast<int32_t>(gy);
+            grid = pgx[c] == gx && pgy[c] == gy;
+          } else {
+            grid = false;
+          }
+        }
       }
     }
     if (nvalid > 0) {
@@ -193,7 +205,7 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         int64_t x0 = INT64_MAX, x1 = INT64_MIN, y0 = INT64_MAX, y1 = INT64_MIN;
         for (size_t c = 0; c < ncell; ++c) {
           if (!pvalid[c]) continue;
-          const int64_t gx = static_cast<int64_t>(pcx[c] * 8.0), gy = static_cast<int64_t>(pcy[c] * 8.0);
+          const int64_t gx = pgx[c], gy = pgy[c];
           x0 = std::min(x0, gx);
           x1 = std::max(x1, gx);
           y0 = std::min(y0, gy);
@@ -205,8 +217,8 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         int64_t total = 0;
         for (size_t c = 0; c < ncell; ++c) {
           if (!pvalid[c]) continue;
-          hx[static_cast<size_t>(static_cast<int64_t>(pcx[c] * 8.0) - x0)] += pwt[c];
-          hy[static_cast<size_t>(static_cast<int64_t>(pcy[c] * 8.0) - y0)] += pwt[c];
+          hx[static_cast<size_t>(pgx[c] - x0)] += pwt[c];
+          hy[static_cast<size_t>(pgy[c] - y0)] += pwt[c];
           total += pwt[c];
         }
         auto kth_hist = [](const std::vector<int64_t>& h, int64_t base, int64_t k) {
