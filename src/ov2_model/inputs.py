@@ -135,7 +135,7 @@ def visual_tokens_to_inputs(
         if not is_image and bool((kind.to(torch.int64) == _IMAGE_KIND).any()):
             raise ValueError(f"item {i}: mixes image canvases with video canvases")
         kinds.append("image" if is_image else "video")
-        pixels.append(patches.to(dtype))
+        pixels.append(patches if patches.dtype == dtype else patches.to(dtype))
         grids.append([s, gh, gw])
         positions.append(pos.to(torch.int64))
         counts.append(n // spatial_merge_size ** 2)
@@ -153,7 +153,7 @@ def visual_tokens_to_inputs(
     device = pixels[0].device
     return VisionInputs(
         modality=kinds[0],
-        pixel_values=torch.cat(pixels),
+        pixel_values=pixels[0] if len(pixels) == 1 else torch.cat(pixels),  # one item: its patches, not a copy
         grid_thw=torch.tensor(grids, dtype=torch.int64, device=device),
         patch_positions=torch.cat(positions).to(device),
         group_ids=torch.cat(group_ids).to(device) if group_ids else None,
