@@ -32,13 +32,7 @@ void ovenc_mosaics(const uint8_t* const* content, int64_t n_content, const int64
       const uint8_t* s = src + ((y - lb.top) * lb.wn + (x0 - lb.left)) * 3;
       const int64_t oy = y - h * patch;
       uint8_t* r = dst + oy * S + (x0 - w * patch);
-      uint8_t* gch = r + plane;
-      uint8_t* b = r + 2 * plane;
-      for (int64_t x = 0; x < x1 - x0; ++x) {
-        r[x] = s[3 * x];
-        gch[x] = s[3 * x + 1];
-        b[x] = s[3 * x + 2];
-      }
+      split_rgb(s, x1 - x0, r, r + plane, r + 2 * plane);
     }
   }
 }

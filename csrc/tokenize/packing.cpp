@@ -108,20 +108,16 @@ void paste_blocks(const uint8_t* frame_hwc, int64_t hc, int64_t wc, int64_t bloc
   const int64_t plane = hc * wc;
   for (int64_t q = 0; q < n; ++q) {
     if (src_block[q] < 0) {  // whole frame
-      for (int64_t y = 0; y < hc; ++y) {
-        const uint8_t* row = frame_hwc + y * wc * 3;
-        for (int64_t x = 0; x < wc; ++x)
-          for (int64_t c = 0; c < 3; ++c) canvas_chw[c * plane + y * wc + x] = row[x * 3 + c];
-      }
+      uint8_t* r = canvas_chw;
+      split_rgb(frame_hwc, hc * wc, r, r + plane, r + 2 * plane);
       continue;
     }
     require(src_block[q] < nb && dst_block[q] >= 0 && dst_block[q] < nb, "paste_blocks: block index out of range");
     const int64_t sy = (src_block[q] / nbw) * block, sx = (src_block[q] % nbw) * block;
     const int64_t dy = (dst_block[q] / nbw) * block, dx = (dst_block[q] % nbw) * block;
     for (int64_t y = 0; y < block; ++y) {
-      const uint8_t* row = frame_hwc + ((sy + y) * wc + sx) * 3;
-      for (int64_t x = 0; x < block; ++x)
-        for (int64_t c = 0; c < 3; ++c) canvas_chw[c * plane + (dy + y) * wc + dx + x] = row[x * 3 + c];
+      uint8_t* r = canvas_chw + (dy + y) * wc + dx;
+      split_rgb(frame_hwc + ((sy + y) * wc + sx) * 3, block, r, r + plane, r + 2 * plane);
     }
   }
 }
