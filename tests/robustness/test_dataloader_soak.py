@@ -7,7 +7,10 @@ output so far, never as a hung test run. Inside, ``DataLoader(timeout=60)`` turn
 
 Checks: all 1,000 items arrive in order; every item equals in-process tokenization of its job (tokens or the same
 typed failure); each of the 4 workers' RSS grows < 5 % between the first job cycle after a 100-item warm-up and the
-last cycle. ``OV2_SOAK_N`` overrides the item count (e.g. a longer local soak); the JSON summary of each run is
+last cycle (not under ASan — ``make asan`` preloads libasan, whose quarantine keeps up to 256 MB of freed memory
+resident per process, so its RSS windows compare quarantine fill levels, not live memory: measured there, one
+spawn worker 732 → 786 MiB while the other three went 880–900 → 776–783 MiB; LeakSanitizer's leak_check.py covers
+that build). ``OV2_SOAK_N`` overrides the item count (e.g. a longer local soak); the JSON summary of each run is
 written to ``$OV2_SOAK_REPORT_DIR`` (default: pytest's tmp dir) and printed.
 """
 from __future__ import annotations
@@ -30,11 +33,12 @@ pytest.importorskip("av")  # the generated clips are encoded with PyAV
 HERE = Path(__file__).resolve().parent
 N = int(os.environ.get("OV2_SOAK_N", "1000"))
 WALL_S = float(os.environ.get("OV2_SOAK_WALL_S", "420"))  # per start method; normal runs take 30-90 s
+ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")  # RSS holds ASan's quarantine: no RSS bound (module docstring)
 
 
 def _run_soak(start_method: str, report: Path) -> tuple:
     cmd = [sys.executable, str(HERE / "dataloader_soak.py"), "--start-method", start_method, "-n", str(N),
-           "--workers", "4", "--json", str(report)]
+           "--workers", "4", "--json", str(report)] + (["--max-growth", "inf"] if ASAN else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # own process group: a hang is killed with all its workers
     try:
@@ -65,4 +69,4 @@ def test_dataloader_soak(start_method, tmp_path):
     assert rc == 0, out[-4000:]
     assert sum(w["items"] for w in res["workers_rss"].values()) == N
     for pid, w in res["workers_rss"].items():
-        assert w["growth_pct"] < 5.0, (pid, w)
+        assert ASAN or w["growth_pct"] < 5.0, (pid, w)
