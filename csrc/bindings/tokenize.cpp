@@ -374,6 +374,12 @@ void paste_blocks_py(py::array_t<uint8_t, py::array::c_style> canvas, arr<uint8_
   paste_blocks(frame.data(), hc, wc, block, src_block.data(), dst_block.data(), n, c);
 }
 
+// The cope warp's inputs: ref uint8 [H, W, C], field float32 [H/4, W/4, 2].
+void check_cope_inputs(const arr<uint8_t>& ref, const arr<float>& field, const std::string& fn) {
+  if (ref.ndim() != 3) throw Error(fn + ": ref must be uint8 [H, W, C]");
+  if (field.ndim() != 3 || field.shape(2) != 2) throw Error(fn + ": field must be float32 [H/4, W/4, 2]");
+}
+
 }  // namespace
 
 void ov2_bind_tokenize(py::module_& m) {
@@ -409,8 +415,7 @@ void ov2_bind_tokenize(py::module_& m) {
   t.def(
       "cope_warp",
       [](arr<uint8_t> ref, arr<float> field) {
-        if (ref.ndim() != 3) throw Error("cope_warp: ref must be uint8 [H, W, C]");
-        if (field.ndim() != 3 || field.shape(2) != 2) throw Error("cope_warp: field must be float32 [H/4, W/4, 2]");
+        check_cope_inputs(ref, field, "cope_warp");
         const int64_t h = ref.shape(0), w = ref.shape(1), c = ref.shape(2);
         py::array_t<uint8_t> out({h, w, c});
         uint8_t* o = out.mutable_data();
@@ -427,11 +432,10 @@ void ov2_bind_tokenize(py::module_& m) {
   t.def(
       "cope_residual",
       [](arr<uint8_t> cur, arr<uint8_t> ref, arr<float> field, py::array out) {
-        if (ref.ndim() != 3) throw Error("cope_residual: ref must be uint8 [H, W, C]");
+        check_cope_inputs(ref, field, "cope_residual");
         if (cur.ndim() != 3 || cur.shape(0) != ref.shape(0) || cur.shape(1) != ref.shape(1) ||
             cur.shape(2) != ref.shape(2))
           throw Error("cope_residual: cur must have ref's shape");
-        if (field.ndim() != 3 || field.shape(2) != 2) throw Error("cope_residual: field must be float32 [H/4, W/4, 2]");
         // written in place: no conversion may stand in between
         if (!py::array_t<int16_t, py::array::c_style>::check_(out) || !out.writeable() || out.ndim() != 3 ||
             out.shape(0) != ref.shape(0) || out.shape(1) != ref.shape(1) || out.shape(2) != ref.shape(2))

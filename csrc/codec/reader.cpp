@@ -1328,10 +1328,9 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
     const bool h264 = st->codecpar->codec_id == AV_CODEC_ID_H264;
     // Segments start at key frames after the first packet: where the container's index lists every packet and
     // fewer than two key frames, no split exists, and the packet table is read only if skipping or frame threads
-    // (H.264 without re-ordering) could use it. Short one-GOP MP4 clips then open one demuxer fewer and skip a
-    // pass over their packets.
-    const int64_t indexed_keys = indexed_keyframes(st, 2);
-    const bool may_split = may_parallel && !(indexed_keys == 0 || indexed_keys == 1);
+    // (H.264 without re-ordering) could use it. Short one-GOP MP4 clips then skip a pass over their packets.
+    const int64_t indexed_keys = indexed_keyframes(st, 2);  // -1: the index does not tell
+    const bool may_split = may_parallel && (indexed_keys < 0 || indexed_keys >= 2);
     const bool ft_possible = h264 && may_frame_threads && st->codecpar->video_delay == 0;
     if (may_split || (h264 && may_skip) || ft_possible) {
       prepass = true;
@@ -1350,8 +1349,8 @@ std::unique_ptr<FrameStream> open_frames_impl(const Source& source, const Reader
       }
       // Frame threads (Auto): where segments would keep the threads less than 85 % busy (two frame threads keep
       // them about 80 % busy on H.264; segments measure below their estimate: demuxers, decoder starts).
-      const AVCodecParameters* par = dm.stream()->codecpar;
-      bool frame_threads = may_frame_threads && h264 && par->video_delay == 0 && table_allows_frame_threads(t);
+      const AVCodecParameters* par = st->codecpar;
+      bool frame_threads = ft_possible && table_allows_frame_threads(t);
       if (frame_threads && options.threading == Threading::Auto) {
         // Only requested frames are buffered: a sparse request's buffer spans frames / density.
         const double density =
