@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "tokenize/geometry.h"
@@ -157,13 +158,34 @@ class RowFolder {
 
 // out += the patch sums of a map [height/cell, width/cell] letterboxed into the square (cell 1: pixels, 4: the 4×4
 // cells of the vectors): `row(y, fold)` puts source row y's values with fold.put(x, v).
+// The row and column taps of one geometry, built once per thread and reused while the geometry stays (every frame
+// of a video has the same one).
+struct Geometry {
+  int64_t key[9] = {-1, -1, -1, -1, -1, -1, -1, -1, -1};
+  Taps ta, tb;
+  std::unique_ptr<Columns> cols;
+};
+
+const Geometry& geometry_for(int64_t height, int64_t width, int64_t cell, const Letterbox& lb, int64_t patch,
+                             int64_t g) {
+  thread_local Geometry cache[2];  // pixels (cell 1) and 4×4 cells (cell 4)
+  Geometry& c = cache[cell == 1 ? 0 : 1];
+  const int64_t key[9] = {height, width, cell, lb.hn, lb.wn, lb.top, lb.left, patch, g};
+  if (!std::equal(key, key + 9, c.key) || !c.cols) {
+    build_taps(height, lb.hn, lb.top, patch, cell, g, c.ta);
+    build_taps(width, lb.wn, lb.left, patch, cell, g, c.tb);
+    c.cols = std::make_unique<Columns>(c.tb);
+    std::copy(key, key + 9, c.key);
+  }
+  return c;
+}
+
 template <typename Row>
 void letterboxed_patch_sums(int64_t height, int64_t width, int64_t cell, const Letterbox& lb, int64_t patch, int64_t g,
                             Row row, double* out) {
-  Taps ta, tb;
-  build_taps(height, lb.hn, lb.top, patch, cell, g, ta);
-  build_taps(width, lb.wn, lb.left, patch, cell, g, tb);
-  const Columns cols(tb);
+  const Geometry& geo = geometry_for(height, width, cell, lb, patch, g);
+  const Taps& ta = geo.ta;
+  const Columns& cols = *geo.cols;
   apply_banded(ta, (height + cell - 1) / cell, g,
                [&](int64_t y, double* cs) {
                  RowFolder fold(cols, cs, g);
