@@ -200,6 +200,7 @@ struct Reader {
                                      f.scores64.allocate(static_cast<size_t>(g * g)));
         drop_scored_products(f);
       };
+      it.req.post_drops_products = true;
     } else if (score) {
       // Block scores computed on the decoding threads (DESIGN §5.4–5.5); the products they need are dropped.
       const int64_t hc = (*score)["canvas_h"].cast<int64_t>(), wc = (*score)["canvas_w"].cast<int64_t>();
@@ -223,6 +224,7 @@ struct Reader {
                               ov2::tok::ValidRect{}, f.scores.allocate(static_cast<size_t>(nbh * nbw)));
         if (!keep) drop_scored_products(f);
       };
+      it.req.post_drops_products = !keep;
     }
     it.req.rgb_width = rgb_width;
     it.req.rgb_height = rgb_height;

@@ -694,7 +694,7 @@ class Decoder {
     if (estimate_) keep_previous(cur, est_epoch);
     j.cur = std::move(cur);
     p.out = out;
-    p.bytes = out->bytes();
+    p.bytes = req_.post && req_.post_drops_products ? out->luma.size() + out->rgb.size() : out->bytes();
     if (pool_) {
       p.task = pool_->submit(index, [job = std::move(j)] { run_products(job); });
     } else {
@@ -970,11 +970,19 @@ class ParallelStream : public FrameStream {
     workers_.clear();
   }
 
-  // Under mu_: whether segment si may queue `bytes` more. All queued frames share max_buffer_bytes; a frame
-  // always fits into the consumer's segment when its queue is empty (so the consumer always gets its next frame).
+  size_t current() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cur_;
+  }
+
+  // Under mu_: whether segment si may queue `bytes` more. The segments ahead of the consumer share
+  // max_buffer_bytes; the consumer's segment has max_buffer_bytes of its own (so the frames ahead never stall the
+  // decoder the consumer waits for), and a frame always fits into it when its queue is empty.
   bool fits(size_t si, size_t bytes) const {
-    if (si == cur_ && segs_[si].queue.empty()) return true;
-    return buffered_ + bytes <= opt_.max_buffer_bytes;
+    const Segment& s = segs_[si];
+    if (si == cur_) return s.queue.empty() || s.bytes + bytes <= opt_.max_buffer_bytes;
+    const size_t ahead = buffered_ - (cur_ < segs_.size() ? segs_[cur_].bytes : 0);
+    return ahead + bytes <= opt_.max_buffer_bytes;
   }
 
   void work() {
@@ -1014,8 +1022,10 @@ class ParallelStream : public FrameStream {
         dec->start_segment(s.begin, s.end, s.first_index);
         Pending out;
         while (dec->next(out)) {
-          // Products before decoding on, while more than one task per worker waits.
-          while (pool_ && pool_->queued() > static_cast<size_t>(threads_)) pool_->help();
+          // Products before decoding on, while more than one task per worker waits. The worker of the segment the
+          // consumer reads is the one everybody waits for: it leaves the products to the others (the consumer
+          // runs the one it waits for) unless four per worker wait.
+          while (pool_ && pool_->queued() > static_cast<size_t>(threads_) * (si == current() ? 4 : 1)) pool_->help();
           std::unique_lock<std::mutex> lk(mu_);
           for (;;) {
             if (stop_) {

@@ -78,6 +78,10 @@ struct FrameRequest {
   // Runs on the decoding thread right after a requested frame's products are made; it may reduce them
   // (e.g. to block scores) so that per-frame work runs in parallel with decoding and little crosses to Python.
   std::function<void(struct FrameOut&)> post;
+  // Whether `post` drops the vectors, residual and coding cost (keeping luma, RGB and what it computes): the
+  // re-ordering buffer of parallel decoding then counts a queued frame by what it keeps, not by the products its
+  // pending task still holds (those tasks are bounded by their own count).
+  bool post_drops_products = false;
   // --- streaming hooks (optional; codec/push_source.h). They run on the decoding thread. ---
   // Called once the stream is open, before any packet is decoded; may adjust this request (e.g. the RGB size).
   std::function<void(const Demuxer&, FrameRequest&)> on_open;

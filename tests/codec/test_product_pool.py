@@ -113,3 +113,33 @@ def test_truncated_raise_through_the_pool(tmp_path, faststart_clip):
     assert 0 < len(one) < faststart_clip.num_frames
     assert two == one
     assert msg2 == msg1
+
+
+@pytest.mark.parametrize("budget", [1, 64 << 20])
+def test_reordering_budget_never_changes_outputs(monkeypatch, bframe_clip, budget):
+    """Parallel segments queue decoded frames for the consumer within max_buffer_bytes (docs/decoding.md): the
+    segments ahead share it, the consumer's segment has as much of its own, and a frame always fits an empty queue.
+    A scored read queues what the frame keeps (its scores; the vectors and residual its task drops are not
+    counted). Whatever the budget, even one byte (every queue holds one frame), reads finish and equal one
+    thread's."""
+    import ov2_tokenizer.video as video
+
+    plain = core.Reader
+
+    class Budgeted(plain):
+        def __init__(self, *a, **k):
+            super().__init__(*a, max_buffer_bytes=budget, **k)
+
+    idx = list(range(0, bframe_clip.num_frames, 3))
+    ref_heavy, _ = _read(bframe_clip.path, 1, indices=idx, **HEAVY)
+    ref_score, _ = _read(bframe_clip.path, 1, indices=idx, with_luma=False, with_rgb=True, rgb_size=(96, 128),
+                         block_scores=SCORE)
+    monkeypatch.setattr(video.core, "Reader", Budgeted)
+    for threads in (2, 4):
+        got, stats = _read(bframe_clip.path, threads, indices=idx, **HEAVY)
+        assert stats["parallel"] and stats["pooled_products"], stats
+        assert got == ref_heavy
+        got, stats = _read(bframe_clip.path, threads, indices=idx, with_luma=False, with_rgb=True,
+                           rgb_size=(96, 128), block_scores=SCORE)
+        assert stats["parallel"] and stats["pooled_products"], stats
+        assert got == ref_score
