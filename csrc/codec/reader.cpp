@@ -1025,7 +1025,7 @@ class ParallelStream : public FrameStream {
           // Products before decoding on, while more than one task per worker waits. The worker of the segment the
           // consumer reads is the one everybody waits for: it leaves the products to the others (the consumer
           // runs the one it waits for) unless four per worker wait.
-          while (pool_ && pool_->queued() > static_cast<size_t>(threads_) * (si == current() ? 4 : 1)) pool_->help();
+          while (pool_ && pool_->queued() > static_cast<size_t>(threads_) * (si == current() ? 2 : 1)) pool_->help();
           std::unique_lock<std::mutex> lk(mu_);
           for (;;) {
             if (stop_) {
