@@ -3,7 +3,8 @@
 Each worker subprocess (``python harness.py --worker``) takes a batch of cases (about 20) and runs every
 operation on each: the five ``tokenize_video`` modes and three ``open_video(...).frames`` reads with every
 product. Every operation gets ``timeout_s`` (ov2's own deadline, interrupting decoding from C++), and the
-parent kills the worker's process group when one operation makes no progress for ``op_wall_s`` (a hang);
+parent kills the worker's process group when one operation makes no progress for ``op_wall_s`` (a hang; a fresh
+worker's imports have ``STARTUP_S`` of their own);
 the rest of the batch then goes on in a fresh worker. A worker that dies by a signal is reported against the
 operation it was running.
 
@@ -158,6 +159,11 @@ def worker_main() -> None:
     job = json.loads(sys.stdin.read())
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything native code prints goes to stderr, the protocol stays on the dup'd stdout
+    # Imports are not an operation: under ASan on a loaded machine, numpy + torch took longer than a tight op_wall_s.
+    import ov2_tokenizer as ov2
+
+    ov2.VisualTokens  # noqa: B018 - imports torch (the token API loads it lazily)
+    out.write(TAG + json.dumps({"event": "ready"}) + "\n")
     for item in job["items"]:
         case, path, ops = item["case"], item["path"], item["ops"]
         for op in ops:
@@ -176,6 +182,10 @@ def _signame(rc: int) -> str:
         return signal.Signals(-rc).name
     except ValueError:
         return str(-rc)
+
+
+#: Seconds a fresh worker may take to import ov2 and torch before its first operation (ASan builds are slow).
+STARTUP_S = 120.0
 
 
 def _run_batch(items: List[dict], timeout_s: float, op_wall_s: float, env: Dict[str, str]) -> List[dict]:
@@ -199,8 +209,9 @@ def _run_batch(items: List[dict], timeout_s: float, op_wall_s: float, env: Dict[
         hung = False
         last = time.monotonic()
         finished = False
+        ready = False  # the worker's imports get their own allowance (STARTUP_S), the operations op_wall_s each
         while True:
-            left = op_wall_s - (time.monotonic() - last)
+            left = (op_wall_s if ready else max(op_wall_s, STARTUP_S)) - (time.monotonic() - last)
             if left <= 0:
                 hung = True
                 break
@@ -219,7 +230,9 @@ def _run_batch(items: List[dict], timeout_s: float, op_wall_s: float, env: Dict[
                     continue
                 msg = json.loads(s[len(TAG):])
                 last = time.monotonic()
-                if msg.get("event") == "start":
+                if msg.get("event") == "ready":  # imports done: the wall clock of the first operation starts
+                    ready = True
+                elif msg.get("event") == "start":
                     current = (msg["case"], msg["op"])
                 elif msg.get("event") == "done":
                     finished = True
