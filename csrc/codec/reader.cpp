@@ -1024,7 +1024,8 @@ class ParallelStream : public FrameStream {
         while (dec->next(out)) {
           // Products before decoding on, while more than one task per worker waits. The worker of the segment the
           // consumer reads is the one everybody waits for: it leaves the products to the others (the consumer
-          // runs the one it waits for) unless four per worker wait.
+          // runs the one it waits for) unless two per worker wait (four: more pictures and products in flight,
+          // slower for codec_stream, whose every candidate has a task; docs/decoding.md).
           while (pool_ && pool_->queued() > static_cast<size_t>(threads_) * (si == current() ? 2 : 1)) pool_->help();
           std::unique_lock<std::mutex> lk(mu_);
           for (;;) {
