@@ -1026,7 +1026,10 @@ class ParallelStream : public FrameStream {
           // consumer reads is the one everybody waits for: it leaves the products to the others (the consumer
           // runs the one it waits for) unless two per worker wait (four: more pictures and products in flight,
           // slower for codec_stream, whose every candidate has a task; docs/decoding.md).
-          while (pool_ && pool_->queued() > static_cast<size_t>(threads_) * (si == current() ? 2 : 1)) pool_->help();
+          if (pool_) {
+            const size_t limit = static_cast<size_t>(threads_) * (si == current() ? 2 : 1);
+            while (pool_->queued() > limit) pool_->help();
+          }
           std::unique_lock<std::mutex> lk(mu_);
           for (;;) {
             if (stop_) {
