@@ -142,84 +142,93 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
   if (mv_field) {
     require(h4 >= ch && w4 >= cw, "saliency: mv_field grid smaller than ceil(frame/4)");
     const size_t ncell = static_cast<size_t>(ch * cw);
-    thread_local std::vector<double> cx, cy;
-    thread_local std::vector<int32_t> wt;  // pixels of the cell (16 inside, fewer on the right/bottom edge)
-    thread_local std::vector<uint8_t> valid;
-    cx.resize(ncell);
-    cy.resize(ncell);
-    wt.resize(ncell);
-    valid.assign(ncell, 0);
+    // Runs: neighbouring cells of a row with the same flags and the same four values (the cells of one partition,
+    // a static background) have the same vector, M and M̄. Every statistic below is a sum of pixel counts or an
+    // order statistic of a multiset of values, so it is computed once per run with the run's pixel count as weight
+    // (the same sums, the same selected values as per cell), and M̄ is written per run.
+    struct Run {
+      int64_t cell = 0, len = 0, wt = 0;  // first compact cell (a * cw + b), cells, pixels
+      double x = 0.0, y = 0.0;            // the vector (valid runs only)
+    };
+    thread_local std::vector<Run> runs;  // valid runs only (cells without a vector contribute nothing)
     thread_local std::vector<int32_t> gxs, gys;  // the vector on the 1/8 grid (while `grid` holds)
-    gxs.resize(ncell);
-    gys.resize(ncell);
-    double* const pcx = cx.data();
-    double* const pcy = cy.data();
-    int32_t* const pwt = wt.data();
-    int32_t* const pgx = gxs.data();
-    int32_t* const pgy = gys.data();
-    uint8_t* const pvalid = valid.data();
+    runs.clear();
     // Exact integer fast path: codec vectors are multiples of 1/4 (H.264), 1/2 (MPEG-4) or 1 pixel (estimated),
     // so on a 1/8 grid every order statistic below is an integer selection. Off the grid: weighted quickselect.
     bool grid = true;
-    int64_t nvalid = 0;
     for (int64_t a = 0; a < ch; ++a) {
       const int64_t py = std::min<int64_t>(4, height - 4 * a);
-      for (int64_t b = 0; b < cw; ++b) {
-        const int64_t px = std::min<int64_t>(4, width - 4 * b);
-        const int64_t cell = a * w4 + b, c = a * cw + b;
-        const uint8_t fl = mv_flags ? mv_flags[cell] : uint8_t{1};
-        const float* v = mv_field + cell * 4;
+      const float* frow = mv_field + a * w4 * 4;
+      const uint8_t* lrow = mv_flags ? mv_flags + a * w4 : nullptr;
+      for (int64_t b = 0; b < cw;) {
+        // the run of cells b..e-1 with the bytes of cell b
+        int64_t e = b + 1;
+        const uint8_t fl = lrow ? lrow[b] : uint8_t{1};
+        while (e < cw && (!lrow || lrow[e] == fl) && std::memcmp(frow + e * 4, frow + b * 4, 4 * sizeof(float)) == 0)
+          ++e;
+        const int64_t len = e - b, first = b;
+        b = e;
+        const float* v = frow + first * 4;
         if (!std::isfinite(v[0]) || !std::isfinite(v[1]) || !std::isfinite(v[2]) || !std::isfinite(v[3]))
           continue;  // a non-finite vector is no vector (the codec core never makes one; direct callers might)
+        Run r;
         if (fl & 1u) {
-          pcx[c] = v[0];
-          pcy[c] = v[1];
+          r.x = v[0];
+          r.y = v[1];
         } else if (fl & 2u) {
-          pcx[c] = v[2];
-          pcy[c] = v[3];
+          r.x = v[2];
+          r.y = v[3];
         } else {
           continue;
         }
-        pvalid[c] = 1;
-        pwt[c] = static_cast<int32_t>(py * px);
-        ++nvalid;
-        if (grid) {  // on the grid: |8v| < 65536 and 8v an integer (a truncation that changes nothing)
-          const double gx = pcx[c] * 8.0, gy = pcy[c] * 8.0;
-          if (std::fabs(gx) < 65536.0 && std::fabs(gy) < 65536.0) {
-            pgx[c] = static_cast<int32_t>(gx);
-            pgy[c] = static_cast<int32_t>(gy);
-            grid = pgx[c] == gx && pgy[c] == gy;
-          } else {
-            grid = false;
-          }
+        // pixels: 16 per cell inside, fewer in the last column and row
+        const int64_t full = std::min<int64_t>(len, cw - 1 - first);  // cells before the last column
+        r.wt = py * (4 * std::max<int64_t>(full, 0) + (first + len == cw ? std::min<int64_t>(4, width - 4 * (cw - 1)) : 0));
+        r.cell = a * cw + first;
+        r.len = len;
+        runs.push_back(r);
+      }
+    }
+    const size_t nrun = runs.size();
+    if (grid) {  // on the grid: |8v| < 65536 and 8v an integer (a truncation that changes nothing)
+      gxs.resize(nrun);
+      gys.resize(nrun);
+      for (size_t k = 0; k < nrun && grid; ++k) {
+        const double gx = runs[k].x * 8.0, gy = runs[k].y * 8.0;
+        if (std::fabs(gx) < 65536.0 && std::fabs(gy) < 65536.0) {
+          gxs[k] = static_cast<int32_t>(gx);
+          gys[k] = static_cast<int32_t>(gy);
+          grid = gxs[k] == gx && gys[k] == gy;
+        } else {
+          grid = false;
         }
       }
     }
-    if (nvalid > 0) {
-      thread_local std::vector<double> mag;
-      mag.assign(ncell, 0.0);
+    if (nrun > 0) {
+      thread_local std::vector<double> mag;  // per run
+      mag.resize(nrun);
       double* const pmag = mag.data();
+      const Run* const pr = runs.data();
       double den = 1e-6;
       if (grid) {
+        const int32_t* const pgx = gxs.data();
+        const int32_t* const pgy = gys.data();
         // medians of x and y through weighted histograms on the 1/8 grid, sized to the range of values
         int64_t x0 = INT64_MAX, x1 = INT64_MIN, y0 = INT64_MAX, y1 = INT64_MIN;
-        for (size_t c = 0; c < ncell; ++c) {
-          if (!pvalid[c]) continue;
-          const int64_t gx = pgx[c], gy = pgy[c];
-          x0 = std::min(x0, gx);
-          x1 = std::max(x1, gx);
-          y0 = std::min(y0, gy);
-          y1 = std::max(y1, gy);
+        for (size_t k = 0; k < nrun; ++k) {
+          x0 = std::min<int64_t>(x0, pgx[k]);
+          x1 = std::max<int64_t>(x1, pgx[k]);
+          y0 = std::min<int64_t>(y0, pgy[k]);
+          y1 = std::max<int64_t>(y1, pgy[k]);
         }
         thread_local std::vector<int64_t> hx, hy;
         hx.assign(static_cast<size_t>(x1 - x0 + 1), 0);
         hy.assign(static_cast<size_t>(y1 - y0 + 1), 0);
         int64_t total = 0;
-        for (size_t c = 0; c < ncell; ++c) {
-          if (!pvalid[c]) continue;
-          hx[static_cast<size_t>(pgx[c] - x0)] += pwt[c];
-          hy[static_cast<size_t>(pgy[c] - y0)] += pwt[c];
-          total += pwt[c];
+        for (size_t k = 0; k < nrun; ++k) {
+          hx[static_cast<size_t>(pgx[k] - x0)] += pr[k].wt;
+          hy[static_cast<size_t>(pgy[k] - y0)] += pr[k].wt;
+          total += pr[k].wt;
         }
         auto kth_hist = [](const std::vector<int64_t>& h, int64_t base, int64_t k) {
           int64_t cum = 0;
@@ -238,23 +247,21 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         const double mx = median(hx, x0), my = median(hy, y0);
         // |v − median|² is exact in double and a multiple of 1/256: select on the integer 256·|v − median|²
         thread_local std::vector<int64_t> key;
-        key.resize(ncell);
+        key.resize(nrun);
         int64_t* const pkey = key.data();
         int64_t kmax = 0;
-        for (size_t c = 0; c < ncell; ++c) {
-          if (!pvalid[c]) continue;
-          const double dx = pcx[c] - mx, dy = pcy[c] - my;
+        for (size_t k = 0; k < nrun; ++k) {
+          const double dx = pr[k].x - mx, dy = pr[k].y - my;
           const double m2 = dx * dx + dy * dy;
-          pmag[c] = std::sqrt(m2);
-          pkey[c] = static_cast<int64_t>(m2 * 256.0);
-          kmax = std::max(kmax, pkey[c]);
+          pmag[k] = std::sqrt(m2);
+          pkey[k] = static_cast<int64_t>(m2 * 256.0);
+          kmax = std::max(kmax, pkey[k]);
         }
         int shift = 0;
         while ((kmax >> shift) >= (int64_t{1} << 16)) ++shift;
         thread_local std::vector<int64_t> hb;
         hb.assign((static_cast<size_t>(kmax) >> shift) + 1, 0);
-        for (size_t c = 0; c < ncell; ++c)
-          if (pvalid[c]) hb[static_cast<size_t>(pkey[c] >> shift)] += pwt[c];
+        for (size_t k = 0; k < nrun; ++k) hb[static_cast<size_t>(pkey[k] >> shift)] += pr[k].wt;
         // k-th smallest (0-based) pixel value of 256·|v − median|²: the bucket by histogram, then exactly within it
         auto kth_key = [&](int64_t k) -> int64_t {
           int64_t cum = 0;
@@ -268,8 +275,8 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
           }
           if (shift == 0) return static_cast<int64_t>(bkt);
           std::vector<std::pair<int64_t, int64_t>> in;
-          for (size_t c = 0; c < ncell; ++c)
-            if (pvalid[c] && static_cast<size_t>(pkey[c] >> shift) == bkt) in.emplace_back(pkey[c], pwt[c]);
+          for (size_t q = 0; q < nrun; ++q)
+            if (static_cast<size_t>(pkey[q] >> shift) == bkt) in.emplace_back(pkey[q], pr[q].wt);
           std::sort(in.begin(), in.end());
           for (const auto& e : in) {
             cum += e.second;
@@ -286,30 +293,30 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         den = std::max(a + (b - a) * (pos - static_cast<double>(lo)), 1e-6);
       } else {
         Weighted wx, wy;
-        wx.items.reserve(static_cast<size_t>(nvalid));
-        wy.items.reserve(static_cast<size_t>(nvalid));
-        for (size_t c = 0; c < ncell; ++c) {
-          if (!pvalid[c]) continue;
-          wx.items.emplace_back(pcx[c], pwt[c]);
-          wy.items.emplace_back(pcy[c], pwt[c]);
+        wx.items.reserve(nrun);
+        wy.items.reserve(nrun);
+        for (size_t k = 0; k < nrun; ++k) {
+          wx.items.emplace_back(pr[k].x, pr[k].wt);
+          wy.items.emplace_back(pr[k].y, pr[k].wt);
         }
         wx.finish();
         wy.finish();
         const double mx = wx.median(), my = wy.median();
         Weighted wm;
-        wm.items.reserve(static_cast<size_t>(nvalid));
-        for (size_t c = 0; c < ncell; ++c) {
-          if (!pvalid[c]) continue;
-          const double dx = pcx[c] - mx, dy = pcy[c] - my;
-          pmag[c] = std::sqrt(dx * dx + dy * dy);
-          wm.items.emplace_back(pmag[c], pwt[c]);
+        wm.items.reserve(nrun);
+        for (size_t k = 0; k < nrun; ++k) {
+          const double dx = pr[k].x - mx, dy = pr[k].y - my;
+          pmag[k] = std::sqrt(dx * dx + dy * dy);
+          wm.items.emplace_back(pmag[k], pr[k].wt);
         }
         wm.finish();
         den = std::max(wm.percentile(95.0), 1e-6);
       }
       mbar.assign(ncell, 0.0);
-      for (size_t c = 0; c < ncell; ++c) {
-        if (pvalid[c]) mbar[c] = std::min(1.0, pmag[c] / den);
+      double* const pm = mbar.data();
+      for (size_t k = 0; k < nrun; ++k) {
+        const double m = std::min(1.0, pmag[k] / den);
+        std::fill(pm + pr[k].cell, pm + pr[k].cell + pr[k].len, m);
       }
     }
   }

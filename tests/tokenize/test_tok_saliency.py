@@ -34,6 +34,18 @@ def frame_signals(draw):
             flags = rng.integers(0, 4, (h4, w4)).astype(np.uint8)
         elif mode == "all_intra":
             flags = np.zeros((h4, w4), np.uint8)
+        if draw(st.booleans()):
+            # partitions: runs of cells with the same bytes along a row (the C++ computes per run), some of them
+            # non-finite (no vector) and runs that end at the frame's last, narrower cell column
+            rep = draw(st.sampled_from([2, 4, 16]))
+            cols = np.minimum(np.arange(w4) // rep * rep, w4 - 1)
+            mv = mv[:, cols]
+            if flags is not None:
+                flags = flags[:, cols]
+            if draw(st.booleans()):
+                bad = rng.random((h4, w4)) < 0.1
+                mv[bad & (rng.random((h4, w4)) < 0.5), 1] = np.nan
+                mv[bad & (rng.random((h4, w4)) < 0.5), 3] = np.inf
         if not draw(st.booleans()):
             mv, flags = None, None
     res = None
