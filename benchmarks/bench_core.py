@@ -15,7 +15,7 @@ Inputs: every video in ../shared/videos (when present) and a generated 1280x720,
 
 Runs alternate the methods (A/B/C/.../A/B/C...) after one warm-up round, and report medians. The time is the
 wall time inside the worker from opening the file to the end of the last frame (interpreter start-up and imports
-excluded); peak RSS is the worker's ru_maxrss (imports included; the RSS after imports is reported as well).
+excluded); peak RSS is the worker's VmHWM (imports included; the RSS after imports is reported as well).
 Ratios are to (a) of the same video. Results go to benchmarks/results/core-<host>-<date>.json.
 
 Usage: python benchmarks/bench_core.py [--quick] [--threads N] [--repeats R] [--videos NAME ...]
@@ -63,6 +63,20 @@ def _rss_mb() -> float:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set of this process's own address space (VmHWM). Not ru_maxrss: Linux carries the parent's
+    resident set at fork/exec into the child's ru_maxrss, so a worker started by a parent holding 150 MB (after
+    generating a long test video) would report at least 150 MB whatever it used itself."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def _cpu_s() -> float:
@@ -160,7 +174,7 @@ def _worker(method: str, path: str, threads: int, verify: bool = False) -> dict:
     else:
         raise SystemExit(f"unknown method {method!r}")
     cpu = _cpu_s() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    peak = _peak_rss_mb()
     if verify:
         return {"digests": digests}
     return {"seconds": elapsed, "cpu_s": cpu, "frames": frames, "mv_rows": mv_rows, "peak_rss_mb": peak,
@@ -451,7 +465,7 @@ def main(argv=None) -> int:
         "methods": METHODS,
         "versions": _versions(),
         "timing": "wall time inside a fresh worker process from open to the last frame; medians of alternating runs "
-                  "after one warm-up round; peak RSS = worker ru_maxrss (imports included; median over runs, max in peak_rss_max_mb), base = RSS after imports",
+                  "after one warm-up round; peak RSS = worker VmHWM (imports included; median over runs, max in peak_rss_max_mb), base = RSS after imports",
         "threading": "ov2: num_threads=--threads; PyAV: thread_count=1/SLICE, or AUTO with --threads > 1; "
                      "motion-vector-extractor: its own built-in decoder threading (not configurable)",
         "results": rows,

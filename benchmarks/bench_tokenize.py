@@ -23,7 +23,6 @@ import datetime as _dt
 import importlib
 import json
 import os
-import resource
 import socket
 import statistics
 import sys
@@ -37,6 +36,7 @@ from bench_core import (  # noqa: E402
     RESULTS,
     SHARED_VIDEOS,
     VIDEO_SUFFIXES,
+    _peak_rss_mb,
     _rss_mb,
     _run_worker,
     _versions,
@@ -110,8 +110,7 @@ def _worker(method: str, path: str, threads: int) -> dict:
         elapsed = time.perf_counter() - t0
     else:
         raise SystemExit(f"unknown method {method!r}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"seconds": elapsed, "tokens": tokens, "peak_rss_mb": peak, "base_rss_mb": base}
+    return {"seconds": elapsed, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), "base_rss_mb": base}
 
 
 def _run(method: str, path: Path, threads: int) -> dict:
