@@ -9,16 +9,32 @@
 
 namespace ov2 {
 
-float percentile_linear(float* v, size_t n, double q) {
-  if (n == 0) return 0.0f;
+namespace {
+
+// numpy's linear rule: the percentile q of n >= 1 values lies at rank pos between order statistics lo and hi.
+struct Rank {
+  double pos;
+  size_t lo, hi;
+};
+Rank percentile_rank(size_t n, double q) {
   const double pos = q / 100.0 * static_cast<double>(n - 1);
   const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(n - 1, lo + 1);
-  std::nth_element(v, v + lo, v + n);
-  const float a = v[lo];
-  float b = a;
-  if (hi != lo) b = *std::min_element(v + lo + 1, v + n);
-  return static_cast<float>(a + (b - a) * (pos - static_cast<double>(lo)));
+  return {pos, lo, std::min(n - 1, lo + 1)};
+}
+// The interpolation between the order statistics a = x(lo) and b = x(hi), in this one expression everywhere.
+float percentile_lerp(float a, float b, const Rank& r) {
+  return static_cast<float>(a + (b - a) * (r.pos - static_cast<double>(r.lo)));
+}
+
+}  // namespace
+
+float percentile_linear(float* v, size_t n, double q) {
+  if (n == 0) return 0.0f;
+  const Rank r = percentile_rank(n, q);
+  std::nth_element(v, v + r.lo, v + n);
+  const float a = v[r.lo];
+  const float b = r.hi != r.lo ? *std::min_element(v + r.lo + 1, v + n) : a;
+  return percentile_lerp(a, b, r);
 }
 
 namespace {
@@ -119,16 +135,17 @@ bool cost_by_macroblock(const MotionField& f, bool intra_frame, const AVVideoEnc
   int64_t* const cnt = counts.data();
   // Counts go to cnt[slot * 257 + (p or 256)], summed over runs of macroblocks with the same slot and partition
   // count (neighbours mostly share both) and added when the run ends.
-  size_t run_key = SIZE_MAX;
+  size_t run_key = 0;
   int64_t run_inter = 0, run_intra = 0;
+  auto flush = [&] {
+    cnt[run_key] += run_inter;
+    cnt[run_key - run_key % 257 + 256] += run_intra;
+    run_inter = run_intra = 0;
+  };
   auto add = [&](size_t key, int64_t inter, int64_t intra) {
     if (key != run_key) {
-      if (run_key != SIZE_MAX) {
-        cnt[run_key] += run_inter;
-        cnt[run_key - (run_key % 257) + 256] += run_intra;
-      }
+      flush();
       run_key = key;
-      run_inter = run_intra = 0;
     }
     run_inter += inter;
     run_intra += intra;
@@ -175,7 +192,7 @@ bool cost_by_macroblock(const MotionField& f, bool intra_frame, const AVVideoEnc
       add(key, with, len - with);
     }
   }
-  add(SIZE_MAX - 1, 0, 0);  // flush the last run (a key no macroblock has)
+  flush();
   // (value, count) pairs, sorted by value; the values are the very floats written above
   thread_local std::vector<std::pair<float, int64_t>> vals;
   vals.clear();
@@ -197,13 +214,9 @@ bool cost_by_macroblock(const MotionField& f, bool intra_frame, const AVVideoEnc
     }
     return vals.back().first;
   };
-  // percentile_linear's positions and expression
-  const double pos = 95.0 / 100.0 * static_cast<double>(n - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(n - 1, lo + 1);
-  const float a = kth(lo);
-  const float b = hi != lo ? kth(hi) : a;
-  p95 = static_cast<float>(a + (b - a) * (pos - static_cast<double>(lo)));
+  const Rank r = percentile_rank(n, 95.0);
+  const float a = kth(r.lo);
+  p95 = percentile_lerp(a, r.hi != r.lo ? kth(r.hi) : a, r);
   return true;
 }
 

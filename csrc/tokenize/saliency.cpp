@@ -153,9 +153,7 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
     thread_local std::vector<Run> runs;  // valid runs only (cells without a vector contribute nothing)
     thread_local std::vector<int32_t> gxs, gys;  // the vector on the 1/8 grid (while `grid` holds)
     runs.clear();
-    // Exact integer fast path: codec vectors are multiples of 1/4 (H.264), 1/2 (MPEG-4) or 1 pixel (estimated),
-    // so on a 1/8 grid every order statistic below is an integer selection. Off the grid: weighted quickselect.
-    bool grid = true;
+    const int64_t last_px = width - 4 * (cw - 1);  // pixels per row of the last (possibly narrower) cell column
     for (int64_t a = 0; a < ch; ++a) {
       const int64_t py = std::min<int64_t>(4, height - 4 * a);
       const float* frow = mv_field + a * w4 * 4;
@@ -181,16 +179,18 @@ void saliency_terms(const float* mv_field, const uint8_t* mv_flags, int64_t h4, 
         } else {
           continue;
         }
-        // pixels: 16 per cell inside, fewer in the last column and row
-        const int64_t full = std::min<int64_t>(len, cw - 1 - first);  // cells before the last column
-        r.wt = py * (4 * std::max<int64_t>(full, 0) + (first + len == cw ? std::min<int64_t>(4, width - 4 * (cw - 1)) : 0));
+        // pixels: 4·py per cell, last_px·py in the last cell column
+        r.wt = py * (first + len == cw ? 4 * (len - 1) + last_px : 4 * len);
         r.cell = a * cw + first;
         r.len = len;
         runs.push_back(r);
       }
     }
     const size_t nrun = runs.size();
-    if (grid) {  // on the grid: |8v| < 65536 and 8v an integer (a truncation that changes nothing)
+    // Exact integer fast path: codec vectors are multiples of 1/4 (H.264), 1/2 (MPEG-4) or 1 pixel (estimated),
+    // so on a 1/8 grid every order statistic below is an integer selection. Off the grid: weighted quickselect.
+    bool grid = true;
+    {  // on the grid: |8v| < 65536 and 8v an integer (a truncation that changes nothing)
       gxs.resize(nrun);
       gys.resize(nrun);
       for (size_t k = 0; k < nrun && grid; ++k) {
