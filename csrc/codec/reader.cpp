@@ -17,6 +17,7 @@
 #include "codec/motion_estimate.h"
 #include "codec/product_pool.h"
 #include "codec/residual.h"
+#include "codec/rgb.h"
 
 namespace ov2 {
 
@@ -137,57 +138,6 @@ void make_luma8(const AVFrame* src, Luma8& out, SwsHolder& sws, const std::strin
   sws_scale(sws.ctx, f->data, f->linesize, 0, H, dst, dst_ls);
 }
 
-
-// Visible picture as RGB24 (swscale bilinear, the frame's colour matrix and range). The context is cached per
-// thread (products run on any thread), keyed on everything that shapes its output.
-struct RgbConverter {
-  SwsHolder sws;
-  struct Key {
-    int src_w = 0, src_h = 0, src_fmt = -1, dst_w = 0, dst_h = 0, cs = -1, full = -1;
-    bool operator==(const Key& o) const {
-      return src_w == o.src_w && src_h == o.src_h && src_fmt == o.src_fmt && dst_w == o.dst_w && dst_h == o.dst_h &&
-             cs == o.cs && full == o.full;
-    }
-  } key;
-};
-
-void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst, const std::string& name) {
-  thread_local RgbConverter conv;
-  FramePtr view(av_frame_clone(f));
-  if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
-    throw Error(ErrorKind::Corrupt, name, "cannot crop a decoded frame");
-  const int full = view->color_range == AVCOL_RANGE_JPEG || view->format == AV_PIX_FMT_YUVJ420P ||
-                   view->format == AV_PIX_FMT_YUVJ422P || view->format == AV_PIX_FMT_YUVJ444P ||
-                   view->format == AV_PIX_FMT_YUVJ440P;
-  const int cs = view->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT;
-  // The deprecated full-range "yuvj" formats are their yuv twins plus the range (set below): swscale rewrites
-  // them internally, so a cached context keyed on them would be rebuilt on every call and lose the colour
-  // details. The context is ours, keyed on everything that shapes its output, and rebuilt only when that
-  // changes — the same conversion for every frame whatever the process did before.
-  AVPixelFormat fmt = static_cast<AVPixelFormat>(view->format);
-  if (fmt == AV_PIX_FMT_YUVJ420P) fmt = AV_PIX_FMT_YUV420P;
-  else if (fmt == AV_PIX_FMT_YUVJ422P) fmt = AV_PIX_FMT_YUV422P;
-  else if (fmt == AV_PIX_FMT_YUVJ444P) fmt = AV_PIX_FMT_YUV444P;
-  else if (fmt == AV_PIX_FMT_YUVJ440P) fmt = AV_PIX_FMT_YUV440P;
-  const RgbConverter::Key key{view->width, view->height, static_cast<int>(fmt), W, H, cs, full};
-  if (!conv.sws.ctx || !(key == conv.key)) {
-    sws_freeContext(conv.sws.ctx);
-    conv.sws.ctx = sws_getContext(view->width, view->height, fmt, W, H, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr,
-                                  nullptr, nullptr);
-    if (!conv.sws.ctx) throw Error(ErrorKind::UnsupportedCodec, name, "cannot convert the pixel format to RGB");
-    int* inv_table = nullptr;
-    int* table = nullptr;
-    int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
-    if (sws_getColorspaceDetails(conv.sws.ctx, &inv_table, &src_range, &table, &dst_range, &brightness, &contrast,
-                                 &saturation) >= 0)
-      sws_setColorspaceDetails(conv.sws.ctx, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
-                               brightness, contrast, saturation);
-    conv.key = key;
-  }
-  uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
-  int ls[4] = {W * 3, 0, 0, 0};
-  sws_scale(conv.sws.ctx, view->data, view->linesize, 0, view->height, d, ls);
-}
 
 // What a requested frame's products are computed from, all held by the job: the decoder may have moved on (or be
 // gone) when a pool thread runs it. The output buffers are allocated by the decoding thread (their sizes count
@@ -649,7 +599,7 @@ class Decoder {
       out->rgb_w = req_.rgb_width > 0 ? req_.rgb_width : W;
       out->rgb_h = req_.rgb_height > 0 ? req_.rgb_height : H;
       // swscale's SIMD writers may store up to a vector past the last row: pad the allocation.
-      out->rgb.allocate(static_cast<size_t>(out->rgb_w) * out->rgb_h * 3 + kSwsPadding);
+      out->rgb.allocate(static_cast<size_t>(out->rgb_w) * out->rgb_h * 3 + kRgbPadding);
     }
     // The dense field is output only when asked for (mvs_dense); otherwise Python makes it from the rows on access.
     // The residual and coding cost need only the cell masks of the field.

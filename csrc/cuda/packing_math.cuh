@@ -23,8 +23,8 @@ OV2_HD int32_t canvas_source(int8_t kind, int32_t anchor, int64_t first, int64_t
   return block_t[first + n];
 }
 
-// BT.601 / BT.709 YUV → RGB, 8-bit, limited or full range, fixed point (Q16) with rounding; defined here (the
-// CPU decoder converts with swscale, whose rounding this does not reproduce — see docs/gpu.md).
+// BT.601 / BT.709 YUV → RGB, 8-bit, limited or full range, fixed point (Q16) with rounding: the same integer
+// expressions as the CPU's `ov2::YuvToRgb` (csrc/codec/rgb.h), compared on every 8-bit triple by tests/gpu.
 OV2_HD void yuv_to_rgb(int32_t Y, int32_t U, int32_t V, int matrix, bool full, uint8_t* rgb) {
   // Q16 coefficients (Cr→R, Cb→G, Cr→G, Cb→B); limited range folds the 255/224 chroma and 255/219 luma scales in
   const bool m709 = matrix == 709;

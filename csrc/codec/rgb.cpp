@@ -1,0 +1,123 @@
+#include "codec/rgb.h"
+
+#include <vector>
+
+#include "codec/error.h"
+#include "codec/ffmpeg.h"
+
+namespace ov2 {
+
+namespace {
+
+// The deprecated full-range "yuvj" formats are their yuv twins plus the range: swscale rewrites them internally,
+// so a cached context keyed on them would be rebuilt on every call and lose the colour details.
+AVPixelFormat without_j(AVPixelFormat fmt) {
+  switch (fmt) {
+    case AV_PIX_FMT_YUVJ420P: return AV_PIX_FMT_YUV420P;
+    case AV_PIX_FMT_YUVJ422P: return AV_PIX_FMT_YUV422P;
+    case AV_PIX_FMT_YUVJ444P: return AV_PIX_FMT_YUV444P;
+    case AV_PIX_FMT_YUVJ440P: return AV_PIX_FMT_YUV440P;
+    default: return fmt;
+  }
+}
+
+bool is_full_range(const AVFrame* f) {
+  return f->color_range == AVCOL_RANGE_JPEG || f->format == AV_PIX_FMT_YUVJ420P || f->format == AV_PIX_FMT_YUVJ422P ||
+         f->format == AV_PIX_FMT_YUVJ444P || f->format == AV_PIX_FMT_YUVJ440P;
+}
+
+// Planar Y'CbCr with three components: resized as 4:4:4 by swscale, converted by ov2.
+bool is_planar_yuv(AVPixelFormat fmt) {
+  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(fmt);
+  return d && d->nb_components >= 3 &&
+         !(d->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_HWACCEL |
+                       AV_PIX_FMT_FLAG_BITSTREAM)) &&
+         (d->flags & AV_PIX_FMT_FLAG_PLANAR);
+}
+
+// One cached swscale context per thread and purpose, rebuilt only when what shapes its output changes: the same
+// conversion for every frame whatever the process converted before.
+struct Sws {
+  SwsContext* ctx = nullptr;
+  int src_w = 0, src_h = 0, src_fmt = -1, dst_w = 0, dst_h = 0, dst_fmt = -1, cs = -1, full = -1;
+  ~Sws() { sws_freeContext(ctx); }
+  SwsContext* get(int sw, int sh, AVPixelFormat sf, int dw, int dh, AVPixelFormat df, int c, int fr) {
+    if (ctx && sw == src_w && sh == src_h && sf == src_fmt && dw == dst_w && dh == dst_h && df == dst_fmt &&
+        c == cs && fr == full)
+      return ctx;
+    sws_freeContext(ctx);
+    ctx = sws_getContext(sw, sh, sf, dw, dh, df, SWS_BILINEAR | SWS_ACCURATE_RND | SWS_BITEXACT, nullptr, nullptr, nullptr);
+    src_w = sw, src_h = sh, src_fmt = sf, dst_w = dw, dst_h = dh, dst_fmt = df, cs = c, full = fr;
+    if (ctx && c >= 0) {  // direct RGB: the frame's matrix and range in, full-range RGB out
+      int *inv_table = nullptr, *table = nullptr;
+      int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
+      if (sws_getColorspaceDetails(ctx, &inv_table, &src_range, &table, &dst_range, &brightness, &contrast,
+                                   &saturation) >= 0)
+        sws_setColorspaceDetails(ctx, sws_getCoefficients(c), fr, sws_getCoefficients(SWS_CS_DEFAULT), 1, brightness,
+                                 contrast, saturation);
+    }
+    if (!ctx) src_fmt = -1;
+    return ctx;
+  }
+};
+
+}  // namespace
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* __restrict Y, const uint8_t* __restrict U,
+                    const uint8_t* __restrict V, int n, uint8_t* __restrict tmp, uint8_t* __restrict rgb) {
+  uint8_t* __restrict r = tmp;
+  uint8_t* __restrict g = tmp + n;
+  uint8_t* __restrict b = tmp + 2 * n;
+  for (int x = 0; x < n; ++x) {
+    const int32_t y = c.luma(Y[x]), u = static_cast<int32_t>(U[x]) - 128, v = static_cast<int32_t>(V[x]) - 128;
+    r[x] = c.red(y, v);
+    g[x] = c.green(y, u, v);
+    b[x] = c.blue(y, u);
+  }
+  for (int x = 0; x < n; ++x) {
+    rgb[3 * x + 0] = r[x];
+    rgb[3 * x + 1] = g[x];
+    rgb[3 * x + 2] = b[x];
+  }
+}
+
+void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst, const std::string& name) {
+  FramePtr view(av_frame_clone(f));
+  if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
+    throw Error(ErrorKind::Corrupt, name, "cannot crop a decoded frame");
+  const int full = is_full_range(view.get());
+  const bool m709 = view->colorspace == AVCOL_SPC_BT709;
+  const AVPixelFormat fmt = without_j(static_cast<AVPixelFormat>(view->format));
+  if (!is_planar_yuv(fmt)) {
+    thread_local Sws direct;
+    SwsContext* c = direct.get(view->width, view->height, fmt, W, H, AV_PIX_FMT_RGB24,
+                               m709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT, full);
+    if (!c) throw Error(ErrorKind::UnsupportedCodec, name, "cannot convert the pixel format to RGB");
+    uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
+    int ls[4] = {W * 3, 0, 0, 0};
+    sws_scale(c, view->data, view->linesize, 0, view->height, d, ls);
+    return;
+  }
+  // Resize as 8-bit 4:4:4 (no colour conversion: the range stays the source's), then convert per pixel.
+  thread_local Sws planes;
+  thread_local std::vector<uint8_t> yuv, tmp;
+  SwsContext* c = planes.get(view->width, view->height, fmt, W, H, AV_PIX_FMT_YUV444P, -1, -1);
+  if (!c) throw Error(ErrorKind::UnsupportedCodec, name, "cannot resize the pixel format");
+  const int stride = (W + 63) & ~63;
+  const size_t plane = static_cast<size_t>(stride) * H;
+  if (yuv.size() < 3 * plane + kRgbPadding) yuv.resize(3 * plane + kRgbPadding);
+  uint8_t* p[4] = {yuv.data(), yuv.data() + plane, yuv.data() + 2 * plane, nullptr};
+  int ls[4] = {stride, stride, stride, 0};
+  sws_scale(c, view->data, view->linesize, 0, view->height, p, ls);
+  const YuvToRgb conv(m709 ? 709 : 601, full != 0);
+  if (tmp.size() < 3 * static_cast<size_t>(W)) tmp.resize(3 * static_cast<size_t>(W));
+  for (int y = 0; y < H; ++y) {
+    const size_t o = static_cast<size_t>(y) * stride;
+    yuv_to_rgb_row(conv, p[0] + o, p[1] + o, p[2] + o, W, tmp.data(), dst + static_cast<size_t>(y) * W * 3);
+  }
+}
+
+}  // namespace ov2
