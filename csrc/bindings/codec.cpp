@@ -589,6 +589,12 @@ void ov2_bind_codec(py::module_& m) {
   m.def("buffer_pool_cached_bytes", &ov2::pool_cached_bytes,
         "Bytes of freed output buffers the core keeps for reuse (bounded: csrc/codec/buffer_pool.h).");
 
+  m.def(
+      "force_cpu_flags", [](int flags) { av_force_cpu_flags(flags); },
+      "FFmpeg's av_force_cpu_flags for the whole process: 0 = plain C code, -1 = detect again. For tests that "
+      "check outputs do not depend on the CPU's SIMD level (not thread-safe against running reads).",
+      py::arg("flags"));
+
   m.def("ffmpeg_versions", []() {
     py::dict d;
     d["libavcodec"] = std::string(AV_STRINGIFY(LIBAVCODEC_VERSION));

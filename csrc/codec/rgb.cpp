@@ -39,15 +39,19 @@ bool is_planar_yuv(AVPixelFormat fmt) {
 // conversion for every frame whatever the process converted before.
 struct Sws {
   SwsContext* ctx = nullptr;
-  int src_w = 0, src_h = 0, src_fmt = -1, dst_w = 0, dst_h = 0, dst_fmt = -1, cs = -1, full = -1;
+  int src_w = 0, src_h = 0, src_fmt = -1, dst_w = 0, dst_h = 0, dst_fmt = -1, cs = -1, full = -1, cpu = 0;
   ~Sws() { sws_freeContext(ctx); }
   SwsContext* get(int sw, int sh, AVPixelFormat sf, int dw, int dh, AVPixelFormat df, int c, int fr) {
+    const int cpu_flags = av_get_cpu_flags();  // the code swscale picks (forced in tests; same bytes either way)
     if (ctx && sw == src_w && sh == src_h && sf == src_fmt && dw == dst_w && dh == dst_h && df == dst_fmt &&
-        c == cs && fr == full)
+        c == cs && fr == full && cpu_flags == cpu)
       return ctx;
     sws_freeContext(ctx);
-    ctx = sws_getContext(sw, sh, sf, dw, dh, df, SWS_BILINEAR | SWS_ACCURATE_RND | SWS_BITEXACT, nullptr, nullptr, nullptr);
-    src_w = sw, src_h = sh, src_fmt = sf, dst_w = dw, dst_h = dh, dst_fmt = df, cs = c, full = fr;
+    // Bit-exact mode: swscale's SIMD paths then give its C code's bytes (without it they differ in a third of
+    // the pixels of a 720p resize), so the pixels do not depend on the CPU that converted them.
+    ctx = sws_getContext(sw, sh, sf, dw, dh, df, SWS_BILINEAR | SWS_ACCURATE_RND | SWS_BITEXACT, nullptr, nullptr,
+                         nullptr);
+    src_w = sw, src_h = sh, src_fmt = sf, dst_w = dw, dst_h = dh, dst_fmt = df, cs = c, full = fr, cpu = cpu_flags;
     if (ctx && c >= 0) {  // direct RGB: the frame's matrix and range in, full-range RGB out
       int *inv_table = nullptr, *table = nullptr;
       int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
