@@ -25,12 +25,12 @@ Q16 = {  # the coefficients of csrc/codec/rgb.h, written out independently: (ys,
 }
 
 
-def _flat_clip(path, matrix: str, full: bool, size=(48, 80)):
+def _flat_clip(path, matrix: str, full: bool, size=(48, 80), pix_fmt: str = "yuv420p"):
     h, w = size
     with av.open(str(path), mode="w", options={"fflags": "+bitexact"}) as out:
         st = out.add_stream("libx264", rate=10)
         st.width, st.height = w, h
-        st.pix_fmt = "yuv420p"  # the range is signalled (VUI), the samples are written as they are
+        st.pix_fmt = pix_fmt  # the range is signalled (VUI), the samples are written as they are
         st.codec_context.color_range = 2 if full else 1  # AVCOL_RANGE_JPEG / MPEG
         st.options = {"qp": "0", "g": "4", "bf": "0",
                       "x264-params": f"colormatrix={matrix}:range={'pc' if full else 'tv'}"}
@@ -78,6 +78,17 @@ def test_flat_colour_is_the_conversion_of_its_sample(tmp_path, matrix, full, rgb
         assert f.rgb.shape == ((48, 80, 3) if rgb_size is None else (*rgb_size, 3))
         assert (f.rgb == want).all(), (f.index, (y, u, v), np.unique(f.rgb.reshape(-1, 3), axis=0)[:4], want)
         assert np.abs(want.astype(float) - _exact(y, u, v, matrix, full)).max() <= 1
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv422p", "yuv444p"])
+def test_flat_colour_other_chroma_layouts(tmp_path, pix_fmt):
+    """4:2:2 and 4:4:4 pictures take the same path (swscale to 4:4:4 at the output size, then the conversion)."""
+    path = _flat_clip(tmp_path / f"flat_{pix_fmt}.mp4", "bt709", False, pix_fmt=pix_fmt)
+    frames = list(ov2.open_video(path).frames(with_luma=True, with_rgb=True, rgb_size=(30, 52)))
+    assert len(frames) == len(TRIPLES)
+    for f, (y, u, v) in zip(frames, TRIPLES):
+        assert (f.luma == y).all()
+        assert (f.rgb == np.array(_q16(y, u, v, "bt709", False), np.uint8)).all(), (f.index, (y, u, v))
 
 
 def test_textured_rgb_is_close_to_swscale_rgb(int_motion_clip):
