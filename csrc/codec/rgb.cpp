@@ -102,7 +102,8 @@ void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst, const std::string& nam
     if (!c) throw Error(ErrorKind::UnsupportedCodec, name, "cannot convert the pixel format to RGB");
     uint8_t* d[4] = {dst, nullptr, nullptr, nullptr};
     int ls[4] = {W * 3, 0, 0, 0};
-    sws_scale(c, view->data, view->linesize, 0, view->height, d, ls);
+    if (sws_scale(c, view->data, view->linesize, 0, view->height, d, ls) < 0)
+      throw Error(ErrorKind::Corrupt, name, "swscale could not convert a decoded frame to RGB");
     return;
   }
   // Resize as 8-bit 4:4:4 (no colour conversion: the range stays the source's), then convert per pixel.
@@ -115,13 +116,16 @@ void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst, const std::string& nam
   if (yuv.size() < 3 * plane + kRgbPadding) yuv.resize(3 * plane + kRgbPadding);
   uint8_t* p[4] = {yuv.data(), yuv.data() + plane, yuv.data() + 2 * plane, nullptr};
   int ls[4] = {stride, stride, stride, 0};
-  sws_scale(c, view->data, view->linesize, 0, view->height, p, ls);
+  if (sws_scale(c, view->data, view->linesize, 0, view->height, p, ls) < 0)
+    throw Error(ErrorKind::Corrupt, name, "swscale could not resize a decoded frame");
   const YuvToRgb conv(m709 ? 709 : 601, full != 0);
   if (tmp.size() < 3 * static_cast<size_t>(W)) tmp.resize(3 * static_cast<size_t>(W));
   for (int y = 0; y < H; ++y) {
     const size_t o = static_cast<size_t>(y) * stride;
     yuv_to_rgb_row(conv, p[0] + o, p[1] + o, p[2] + o, W, tmp.data(), dst + static_cast<size_t>(y) * W * 3);
   }
+  // The planes stay allocated for the next frame of this thread, unless they are large (beyond 4K outputs).
+  if (yuv.size() > (size_t{48} << 20)) std::vector<uint8_t>().swap(yuv);
 }
 
 }  // namespace ov2
