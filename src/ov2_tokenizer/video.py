@@ -288,8 +288,10 @@ class VideoReader:
 
         ``indices`` selects which frames (presentation-order indices) are materialised; every frame up to the
         last selected one is still decoded (P/B frames depend on earlier ones), unselected ones cost no copies.
-        Decoding stops after the last selected frame. ``with_rgb`` adds the visible picture as RGB24
-        (the frame's colour matrix and range), resized to ``rgb_size=(height, width)`` when given (bilinear).
+        Decoding stops after the last selected frame. ``with_rgb`` adds the visible picture as RGB24, resized to
+        ``rgb_size=(height, width)`` when given: YUV pictures are resized as 4:4:4 (swscale, bilinear, bit-exact
+        mode) and converted with the frame's matrix (BT.709 or BT.601) and range in fixed point — the same bytes
+        on any CPU (docs/decoding.md, "Frame RGB").
         ``block_scores=dict(canvas_h=, canvas_w=, patch=, merge=, beta=)`` computes each frame's codec-stream
         block scores (DESIGN §5.4–5.5) on the decoding threads into ``Frame.scores`` and drops the products
         they were made from (unless ``keep_products=True``).
