@@ -165,6 +165,26 @@ def test_generated_identical_for_threads_and_sources(generated, name, mode):
     assert len(set(res.values())) == 1, describe(res)
 
 
+@pytest.mark.parametrize("name", ["h264_bframes.mp4", "mpeg4_ippp.avi", "hevc.mkv"])
+def test_generated_identical_for_the_cpus_simd(generated, name):
+    """Tokens do not depend on the machine's SIMD level: FFmpeg's decoders are bit-exact by design, swscale runs in
+    its bit-exact mode (docs/decoding.md, "Frame RGB") and ov2's own arithmetic is integer or IEEE double without
+    contraction. Every mode with FFmpeg forced to its plain C code (``core.force_cpu_flags(0)``) equals the
+    default read, one thread and two."""
+    from ov2_tokenizer._native import core
+
+    p = _clip(generated, name)
+    for threads in (1, 2):
+        simd = {mode: cached(p, "path", mode, threads) for mode in MODES}
+        core.force_cpu_flags(0)
+        try:
+            plain = {mode: outcome(str(p), mode, threads) for mode in MODES}
+        finally:
+            core.force_cpu_flags(-1)
+        assert all(v[0] == "ok" for v in simd.values()), simd
+        assert plain == simd, (threads, plain, simd)
+
+
 # -- the shared real videos ---------------------------------------------------------------------------------------
 #: Small files: the whole matrix. Files over 500 KB (the 720p and 640x360 clips): each thread count and each source
 #: kind once, two of the three readers parallel (these dominate the run time on a 2-core machine).
