@@ -67,11 +67,13 @@ struct Sws {
 
 }  // namespace
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* __restrict Y, const uint8_t* __restrict U,
-                    const uint8_t* __restrict V, int n, uint8_t* __restrict tmp, uint8_t* __restrict rgb) {
+namespace {
+
+// The row loop, inlined into a baseline and an AVX2 build of it (integer arithmetic: both give the same bytes).
+inline __attribute__((always_inline)) void yuv_to_rgb_row_impl(const YuvToRgb& c, const uint8_t* __restrict Y,
+                                                               const uint8_t* __restrict U, const uint8_t* __restrict V,
+                                                               int n, uint8_t* __restrict tmp,
+                                                               uint8_t* __restrict rgb) {
   uint8_t* __restrict r = tmp;
   uint8_t* __restrict g = tmp + n;
   uint8_t* __restrict b = tmp + 2 * n;
@@ -86,6 +88,32 @@ void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* __restrict Y, const uint8_
     rgb[3 * x + 1] = g[x];
     rgb[3 * x + 2] = b[x];
   }
+}
+
+void yuv_to_rgb_row_base(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, const uint8_t* V, int n, uint8_t* tmp,
+                         uint8_t* rgb) {
+  yuv_to_rgb_row_impl(c, Y, U, V, n, tmp, rgb);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define OV2_RGB_AVX2 1
+// An explicit dispatch, not target_clones: an ifunc resolver runs while the program is relocated, before a
+// sanitizer's runtime exists (ThreadSanitizer crashed there), and needs a loader that supports ifuncs.
+__attribute__((target("avx2"))) void yuv_to_rgb_row_avx2(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U,
+                                                         const uint8_t* V, int n, uint8_t* tmp, uint8_t* rgb) {
+  yuv_to_rgb_row_impl(c, Y, U, V, n, tmp, rgb);
+}
+#endif
+
+}  // namespace
+
+void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, const uint8_t* V, int n, uint8_t* tmp,
+                    uint8_t* rgb) {
+#ifdef OV2_RGB_AVX2
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return yuv_to_rgb_row_avx2(c, Y, U, V, n, tmp, rgb);
+#endif
+  yuv_to_rgb_row_base(c, Y, U, V, n, tmp, rgb);
 }
 
 void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst, const std::string& name) {
