@@ -157,6 +157,8 @@ struct Reader {
     d["stream_index"] = i.stream_index;
     d["bit_depth"] = i.bit_depth;
     d["motion_source"] = i.motion_source;
+    d["color_matrix"] = i.color_matrix;
+    d["color_range"] = i.color_range;
     return d;
   }
 

@@ -1092,6 +1092,8 @@ VideoInfo stream_info(const Demuxer& dm) {
   info.start_s = st->start_time != AV_NOPTS_VALUE ? st->start_time * av_q2d(st->time_base) : 0.0;
   info.has_b_frames = par->video_delay > 0;
   info.stream_index = dm.stream_index();
+  info.color_matrix = rgb_matrix_name(par->format, par->color_space);
+  info.color_range = rgb_range_name(par->format, par->color_range);
   const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(par->format));
   info.bit_depth = d ? d->comp[0].depth : 8;
   info.motion_source = codec_exports_vectors(par->codec_id) ? "codec"

@@ -47,6 +47,9 @@ struct VideoInfo {
   int stream_index = -1;
   int bit_depth = 8;
   std::string motion_source;  // "codec": exported vectors; "estimated": block matching (motion_estimate.h); "none"
+  // How frames' RGB is made (rgb.h), from the stream's declaration: "bt709" or "bt601" (every other matrix is
+  // converted as BT.601), "none" for RGB / palette / grey formats; range "full" or "limited".
+  std::string color_matrix = "bt601", color_range = "limited";
 };
 
 struct ReaderOptions {

@@ -21,9 +21,9 @@ AVPixelFormat without_j(AVPixelFormat fmt) {
   }
 }
 
-bool is_full_range(const AVFrame* f) {
-  return f->color_range == AVCOL_RANGE_JPEG || f->format == AV_PIX_FMT_YUVJ420P || f->format == AV_PIX_FMT_YUVJ422P ||
-         f->format == AV_PIX_FMT_YUVJ444P || f->format == AV_PIX_FMT_YUVJ440P;
+bool is_full_range(int pix_fmt, int color_range) {
+  return color_range == AVCOL_RANGE_JPEG || pix_fmt == AV_PIX_FMT_YUVJ420P || pix_fmt == AV_PIX_FMT_YUVJ422P ||
+         pix_fmt == AV_PIX_FMT_YUVJ444P || pix_fmt == AV_PIX_FMT_YUVJ440P;
 }
 
 // Planar Y'CbCr with three components: resized as 4:4:4 by swscale, converted by ov2.
@@ -116,11 +116,20 @@ void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, const
   yuv_to_rgb_row_base(c, Y, U, V, n, tmp, rgb);
 }
 
+const char* rgb_matrix_name(int pix_fmt, int color_space) {
+  if (!is_planar_yuv(without_j(static_cast<AVPixelFormat>(pix_fmt)))) return "none";
+  return color_space == AVCOL_SPC_BT709 ? "bt709" : "bt601";
+}
+
+const char* rgb_range_name(int pix_fmt, int color_range) {
+  return is_full_range(pix_fmt, color_range) ? "full" : "limited";
+}
+
 void to_rgb(const AVFrame* f, int W, int H, uint8_t* dst, const std::string& name) {
   FramePtr view(av_frame_clone(f));
   if (!view || av_frame_apply_cropping(view.get(), AV_FRAME_CROP_UNALIGNED) < 0)
     throw Error(ErrorKind::Corrupt, name, "cannot crop a decoded frame");
-  const int full = is_full_range(view.get());
+  const int full = is_full_range(view->format, view->color_range);
   const bool m709 = view->colorspace == AVCOL_SPC_BT709;
   const AVPixelFormat fmt = without_j(static_cast<AVPixelFormat>(view->format));
   if (!is_planar_yuv(fmt)) {

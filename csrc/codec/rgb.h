@@ -49,6 +49,11 @@ struct YuvToRgb {
 void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, const uint8_t* V, int n, uint8_t* tmp,
                     uint8_t* rgb);
 
+// The matrix ("bt709", "bt601"; "none" for formats converted straight to RGB) and range ("full", "limited") that
+// to_rgb applies to a picture of this pixel format and these colour tags.
+const char* rgb_matrix_name(int pix_fmt, int color_space);
+const char* rgb_range_name(int pix_fmt, int color_range);
+
 // `f` (cropped) resized to W x H as RGB24 into dst (W*3 bytes per row, plus kRgbPadding bytes of slack for
 // swscale's vector stores). Throws Error naming `name` when the format cannot be converted.
 constexpr size_t kRgbPadding = 256;

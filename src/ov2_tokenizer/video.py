@@ -61,6 +61,10 @@ class VideoInfo:
     motion_source: str  # "codec": the decoder exports vectors; "estimated": block matching; "none"
     num_frames_header: Optional[int]
     num_frames: Optional[int] = None
+    #: How ``Frame.rgb`` is made (docs/decoding.md, "Frame RGB"), from the stream's declaration: "bt709" or "bt601"
+    #: (every other matrix is converted as BT.601), "none" for RGB / palette / grey formats; "full" or "limited".
+    color_matrix: str = "bt601"
+    color_range: str = "limited"
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,8 @@ class VideoReader:
             stream_index=d["stream_index"],
             motion_source=d["motion_source"],
             num_frames_header=None if d["num_frames_header"] < 0 else d["num_frames_header"],
+            color_matrix=d["color_matrix"],
+            color_range=d["color_range"],
         )
         self._packets: Optional[Packets] = None
         self._decoded_count: Optional[int] = None

@@ -70,7 +70,10 @@ def _exact(y, u, v, matrix, full):
 @pytest.mark.parametrize("rgb_size", [None, (30, 52)], ids=["native", "resized"])
 def test_flat_colour_is_the_conversion_of_its_sample(tmp_path, matrix, full, rgb_size):
     path = _flat_clip(tmp_path / f"flat_{matrix}_{full}.mp4", matrix, full)
-    frames = list(ov2.open_video(path).frames(with_luma=True, with_rgb=True, rgb_size=rgb_size))
+    video = ov2.open_video(path)
+    assert (video.info.color_matrix, video.info.color_range) == (
+        "bt709" if matrix == "bt709" else "bt601", "full" if full else "limited")
+    frames = list(video.frames(with_luma=True, with_rgb=True, rgb_size=rgb_size))
     assert len(frames) == len(TRIPLES)
     for f, (y, u, v) in zip(frames, TRIPLES):
         assert (f.luma == y).all(), "the lossless clip must decode to the written samples"
@@ -121,3 +124,14 @@ def test_rgb_does_not_depend_on_the_cpus_simd(int_motion_clip, rgb_size):
         core.force_cpu_flags(-1)
     assert len(plain) == len(simd) == int_motion_clip.num_frames
     assert plain == simd
+
+
+def test_info_names_the_conversion_of_the_shared_videos(shared_videos):
+    """``VideoInfo.color_matrix`` / ``color_range`` say which conversion ``Frame.rgb`` applies."""
+    want = {"tc_bt709_full_range.mp4": ("bt709", "full"), "mvx_h264_720p.mp4": ("bt601", "limited")}
+    for name, tags in want.items():
+        p = shared_videos / name
+        if not p.exists():
+            pytest.skip(f"{name} absent")
+        info = ov2.open_video(p).info
+        assert (info.color_matrix, info.color_range) == tags, (name, info)
