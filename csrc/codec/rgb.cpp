@@ -65,10 +65,6 @@ struct Sws {
   }
 };
 
-}  // namespace
-
-namespace {
-
 // The row loop, inlined into a baseline and an AVX2 build of it (integer arithmetic: both give the same bytes).
 inline __attribute__((always_inline)) void yuv_to_rgb_row_impl(const YuvToRgb& c, const uint8_t* __restrict Y,
                                                                const uint8_t* __restrict U, const uint8_t* __restrict V,
