@@ -151,3 +151,15 @@ sdist: wheel-tools
 # make wheel-test: make wheel, then tests/packaging/test_wheel.py on dist/'s wheel (fresh venv, system FFmpeg hidden)
 wheel-test: wheel
 	OV2_WHEEL_FILE=$$(ls $(abspath $(WHEEL_DIST))/ov2-*.whl) $(PY) -m pytest -q -s -p no:cacheprovider tests/packaging/test_wheel.py
+
+# --- other FFmpeg releases (docs/packaging.md, "Other FFmpeg releases") ------------------------------------------
+# make ffmpeg-compat: builds each release in FFMPEG_VERSIONS (decoders only, from Debian's / Ubuntu's checksummed
+# source tarballs) under build/ffmpeg-compat/, the core against it, runs the core's, tokenizer's, robustness, modes,
+# streaming and pipeline tests with that core and that FFmpeg loaded, and compares every mode's outputs with the
+# system build's (tests/packaging/ffmpeg_compat.sh). The editable install is untouched.
+FFMPEG_VERSIONS ?= 4.4.2 6.1.1 7.1.5 8.0.1
+.PHONY: ffmpeg-compat
+ffmpeg-compat: build
+	@{ command -v nasm >/dev/null && pkg-config --exists dav1d; } || $(SUDO) apt-get install -y -q nasm libdav1d-dev \
+	    || echo "nasm / libdav1d-dev unavailable: FFmpeg builds without its assembly / AV1 decoding"
+	PY=$(abspath $(PY)) tests/packaging/ffmpeg_compat.sh $(FFMPEG_VERSIONS)

@@ -40,6 +40,22 @@ def _enable_triton_interpreter() -> None:
 _enable_triton_interpreter()
 
 
+def pytest_report_header(config) -> str:
+    """Which core and which FFmpeg this session runs (the editable install, or OV2_CORE_DIR's build against another
+    FFmpeg release: tests/packaging/ffmpeg_compat.sh)."""
+    try:
+        import ov2_tokenizer
+
+        info = ov2_tokenizer.build_info()
+    except Exception as exc:  # a broken build still reports its tests' import errors
+        return f"ov2: core not importable ({type(exc).__name__}: {exc})"
+    ff = info.get("ffmpeg") or {}
+    libs = ff.get("libraries", {})
+    avcodec = libs.get("libavcodec", {})
+    return (f"ov2 {info.get('version')}: core {info['build'].get('core_path')}; FFmpeg {ff.get('version_info')} "
+            f"(libavcodec {avcodec.get('runtime')} from {avcodec.get('path')})" if ff else
+            f"ov2 {info.get('version')}: core {info['build'].get('core_path')}; built without FFmpeg")
+
 
 @pytest.fixture(scope="session")
 def shared_videos() -> Path:

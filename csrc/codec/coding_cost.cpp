@@ -225,8 +225,10 @@ bool cost_by_macroblock(const MotionField& f, bool intra_frame, const AVVideoEnc
 void coding_cost(const MotionField& f, bool intra_frame, const AVFrame* frame, float* out) {
   const size_t n = static_cast<size_t>(f.cells_w) * f.cells_h;
   const AVFrameSideData* sd = frame ? av_frame_get_side_data(frame, AV_FRAME_DATA_VIDEO_ENC_PARAMS) : nullptr;
-  const AVVideoEncParams* par =
-      sd && sd->size >= sizeof(AVVideoEncParams) ? reinterpret_cast<const AVVideoEncParams*>(sd->data) : nullptr;
+  // (AVFrameSideData::size is an int before FFmpeg 5.0)
+  const AVVideoEncParams* par = sd && static_cast<size_t>(sd->size) >= sizeof(AVVideoEncParams)
+                                    ? reinterpret_cast<const AVVideoEncParams*>(sd->data)
+                                    : nullptr;
   float p95;
   if (!cost_by_macroblock(f, intra_frame, par, out, p95)) p95 = cost_general(f, intra_frame, par, out);
   if (!(p95 > 0.0f)) p95 = n ? *std::max_element(out, out + n) : 0.0f;

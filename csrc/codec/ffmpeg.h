@@ -1,4 +1,4 @@
-// The FFmpeg headers ov2 uses, plus small RAII helpers. Supports FFmpeg 4.4 – 7.x.
+// The FFmpeg headers ov2 uses, plus small RAII helpers. Supports FFmpeg 4.4 – 8.0 (make ffmpeg-compat).
 #pragma once
 extern "C" {
 #include <libavcodec/avcodec.h>

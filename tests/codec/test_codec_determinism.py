@@ -99,19 +99,29 @@ def one_gop_bframe_clips(generated_dir):
                               options=opts) for ext in ("mp4", "mkv")}
 
 
+def _reads_container_index() -> bool:
+    """Whether the core can read a stream's index: libavformat >= 58.78.100 (FFmpeg 5.0) has
+    avformat_index_get_entry(); FFmpeg 4.4 keeps the index in non-public fields, which ov2 does not touch."""
+    compiled = ov2.build_info()["ffmpeg"]["libraries"]["libavformat"]["compiled"]
+    return tuple(int(x) for x in compiled.split(".")) >= (58, 78, 100)
+
+
 def test_index_without_a_second_key_frame_skips_the_packet_prepass(one_gop_bframe_clips, bframe_clip):
     """Segments start at key frames: an MP4 whose index lists one key frame cannot be split, and with B-frames
     frame threads are ruled out too, so a full read on several threads does not demux the packets up front
     (``stats["packet_prepass"]``) — and still equals one thread. Where the index is not complete (Matroska), a
-    sparse request on H.264 (the skip plan) or a video with several GOPs, the pre-pass runs as before."""
+    sparse request on H.264 (the skip plan) or a video with several GOPs, the pre-pass runs as before. Built against
+    FFmpeg 4.4, the core cannot read the index, so the pre-pass is not skipped for it (same frames)."""
     mp4, mkv = one_gop_bframe_clips["mp4"], one_gop_bframe_clips["mkv"]
+    skips = _reads_container_index()
     ref, stats1 = reader_digests(mp4, num_threads=1, **PRODUCTS)
     assert len(ref) == 40 and not stats1["packet_prepass"]
     assert ov2.open_video(mp4).info.has_b_frames
     for threads in (2, 4):
         for products in (PRODUCTS, dict(with_luma=False), dict(with_luma=False, with_mvs=True)):
             got, stats = reader_digests(mp4, num_threads=threads, **products)
-            assert not stats["packet_prepass"] and stats["segments"] == 1 and not stats["frame_threads"], stats
+            assert stats["segments"] == 1 and not stats["frame_threads"], stats
+            assert not (skips and stats["packet_prepass"]), stats
             if products is PRODUCTS:
                 assert got == ref
     got, stats = reader_digests(mkv, num_threads=2, with_luma=False, with_mvs=True)
