@@ -53,10 +53,10 @@ fetch() {  # fetch VERSION -> path of the verified tarball
 build_ffmpeg() {  # build_ffmpeg VERSION
   local v=$1 prefix=$WORK/$1/prefix tar src extra=()
   [ -f "$prefix/.done" ] && return 0
-  tar=$(fetch "$v")
+  tar=$(fetch "$v") || return 1
   src=$WORK/$v/src
   rm -rf "$src" "$prefix" && mkdir -p "$src"
-  tar -xJf "$tar" -C "$src" --strip-components=1
+  tar -xJf "$tar" -C "$src" --strip-components=1 || return 1
   command -v nasm >/dev/null || extra+=(--disable-x86asm)
   pkg-config --exists dav1d && extra+=(--enable-libdav1d)
   grep -q -- "--disable-postproc" "$src/configure" && extra+=(--disable-postproc)  # gone in FFmpeg 8
