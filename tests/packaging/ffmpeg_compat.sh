@@ -94,9 +94,11 @@ compare_digests() {  # compare_digests FILE: where FILE's outputs differ from th
 import json, sys
 load = lambda p: {(r["video"], r["what"]): r["digest"] for r in map(json.loads, open(p))}
 ref, got = load(sys.argv[1]), load(sys.argv[2])
+built = {k: ref.pop(k) for k in list(ref) if k[0] == "_"}, {k: got.pop(k) for k in list(got) if k[0] == "_"}
 diff = sorted(k for k in ref if got.get(k) != ref[k])
 print(f"{len(ref) - len(diff)}/{len(ref)} outputs identical to the system build's"
-      + ("" if not diff else "; differ: " + ", ".join(f"{v} {w}" for v, w in diff)))
+      + ("" if not diff else "; differ: " + ", ".join(f"{v} {w}" for v, w in diff))
+      + f" ({built[1].get(('_', '_build'))} vs {built[0].get(('_', '_build'))})")
 EOF
 }
 

@@ -62,6 +62,10 @@ def main() -> int:
     from ov2_testing import shared_video_paths
 
     videos = [Path(v) for v in args.videos] or [ov2.sample_video()] + shared_video_paths()
+    info = ov2.build_info()
+    # which core and FFmpeg produced the lines below (not an output: the comparison skips what starts with "_")
+    print(json.dumps({"video": "_", "what": "_build", "digest": f"FFmpeg {(info['ffmpeg'] or {}).get('version_info')}"
+                      f" via {info['build']['core_path']}"}), flush=True)
     for video in videos:
         work = [(m, lambda m=m: tokens_digest(ov2.tokenize_video(str(video), mode=m))) for m in MODES]
         work.append(("frames()", lambda: frames_digest(ov2, str(video))))
