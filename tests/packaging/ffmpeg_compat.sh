@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds ov2's C++ core against other FFmpeg releases and runs the core's tests with each (docs/packaging.md,
-# "Other FFmpeg versions"). The editable install (make build, the system's FFmpeg) is untouched: each version gets
+# "Other FFmpeg releases"; `make ffmpeg-compat`). The editable install (make build, the system's FFmpeg) is untouched: each version gets
 # its own FFmpeg under build/ffmpeg-compat/<version>/prefix and its own extension in .../ov2, loaded by the tests
 # through OV2_CORE_DIR with that FFmpeg on LD_LIBRARY_PATH.
 #
@@ -12,8 +12,9 @@
 # FFmpeg is configured for decoding only (every decoder, demuxer, parser and bitstream filter, file and pipe
 # protocols, swscale, zlib, libdav1d when its headers are installed), with its assembly when nasm is present.
 # Sources are Debian's / Ubuntu's original tarballs (checksums below), fetched once into build/ffmpeg-compat/src.
-# Last, tests/packaging/token_digests.py hashes every mode's tokens and the core's per-frame products on the demo sample and
-# the shared videos with each release and reports which differ from the system build's (information, not a failure).
+# Last, tests/packaging/token_digests.py hashes every mode's tokens and the core's per-frame products on the demo
+# sample and the shared videos with each release and reports which differ from the system build's (information,
+# not a failure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
