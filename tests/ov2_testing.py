@@ -14,3 +14,18 @@ def shared_video_paths() -> list[Path]:
     if not SHARED_VIDEOS.is_dir():
         return []
     return sorted(p for p in SHARED_VIDEOS.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+
+
+def tokens_digest(vt) -> str:
+    """SHA-256 over every tensor of a VisualTokens (name, dtype, shape, bytes); ``meta`` (timings) is left out."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for k, a in sorted(vt._arrays().items()):
+        a = np.ascontiguousarray(a.numpy() if hasattr(a, "numpy") else a)
+        h.update(k.encode())
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -35,13 +35,6 @@ def _update(h: "hashlib._Hash", name: str, value) -> None:
     h.update(a.tobytes())
 
 
-def tokens_digest(vt) -> str:
-    h = hashlib.sha256()
-    for k, a in sorted(vt._arrays().items()):
-        _update(h, k, a)
-    return h.hexdigest()
-
-
 def frames_digest(ov2, path: str) -> str:
     h = hashlib.sha256()
     reader = ov2.open_video(path)
@@ -59,7 +52,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     import ov2_tokenizer as ov2
-    from ov2_testing import shared_video_paths
+    from ov2_testing import shared_video_paths, tokens_digest
 
     videos = [Path(v) for v in args.videos] or [ov2.sample_video()] + shared_video_paths()
     info = ov2.build_info()

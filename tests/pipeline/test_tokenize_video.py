@@ -2,14 +2,13 @@
 generated clip with known bursts of motion (DESIGN §5, issue #3)."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 import torch
 
 import ov2_tokenizer as ov2
 from ov2_tokenizer.samples import encode_video, texture
+from ov2_testing import tokens_digest
 
 SMALL = dict(num_frames=48, max_canvases=8)
 FPS = 25
@@ -18,12 +17,7 @@ BURST_LEN = 0.3
 DURATION = 20.0
 
 
-def _digest(vt: ov2.VisualTokens) -> str:
-    h = hashlib.sha256()
-    for k, a in sorted(vt._arrays().items()):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+_digest = tokens_digest  # shared with tests/packaging/token_digests.py
 
 
 @pytest.fixture(scope="module")
