@@ -76,6 +76,7 @@ struct Luma8 {
   Plane coded;            // whole coded picture (for prediction)
   int crop_left = 0, crop_top = 0, width = 0, height = 0;  // visible region
   int64_t pts = 0;
+  int64_t order = -1;     // decode order within the decoder (packets fed before it); -1 unknown
   Plane visible() const {
     Plane p;
     p.data = coded.data + crop_top * coded.stride + crop_left;
@@ -230,6 +231,21 @@ void add_counts(StreamStats& into, const StreamStats& s) {
   into.truncated = into.truncated || s.truncated;
 }
 
+// Decoder's bookkeeping of B-pictures that wait for their L1 reference (Decoder::next).
+struct Slot {  // a requested frame in the decoder's output queue
+  Pending p;
+  bool ready = false;  // its products are launched
+};
+struct Waiting {  // a frame's job that waits for the reference picture of pts `target`
+  ProductJob job;
+  int64_t index = 0, target = 0, waited = 0;
+  std::shared_ptr<Slot> slot;
+};
+struct SentInfo {  // what was noted of a packet when it was fed
+  int64_t order = -1;  // packets fed to this decoder before it; -1 unknown (no pts)
+  int8_t reference = -1;
+};
+
 // ---------------------------------------------------------------------------------------------------------------
 // One decoder that decodes a range of packets [begin, end) of the stream, pull-based: single-threaded, or with
 // FFmpeg's frame threads where open_frames_impl allows them (then the whole stream, guarded).
@@ -277,6 +293,11 @@ class Decoder {
     last_good_.reset();  // on_error=repeat: each segment starts without a frame to repeat (same for any threads)
     owed_ = 0;
     packets_sent_ = 0;
+    queue_.clear();
+    waiting_.clear();
+    made_waiting_ = nullptr;
+    last_done_ = false;
+    held_error_ = nullptr;
     // Skip packets before `begin` (demux only).
     if (held_ && held_index_ < begin) held_ = false;
     while (!held_ && next_pkt_index_ < begin) {
@@ -297,9 +318,63 @@ class Decoder {
   }
 
   // The next requested frame of the segment; false when the segment (or the request) is finished.
+  //
+  // Requested frames are queued in presentation order. A B-frame whose L1 reference (the nearest later reference
+  // picture decoded before it) has not come out of the decoder yet waits in the queue, unlaunched, while decoding
+  // goes on until that reference is output (at most the decoder's re-ordering delay): its residual is then computed
+  // with both references. A typed error met while looking ahead is raised after the frames before it are out.
   bool next(Pending& out) {
     for (;;) {
+      if (!queue_.empty() && queue_.front()->ready) {
+        out = std::move(queue_.front()->p);
+        queue_.pop_front();
+        return true;
+      }
+      if (held_error_) {
+        std::exception_ptr e = held_error_;
+        held_error_ = nullptr;
+        std::rethrow_exception(e);
+      }
+      Pending p;
+      bool got = false;
+      try {
+        got = next_one(p);
+      } catch (const FrameThreadsUnsafe&) {
+        throw;  // control flow of RereadGuard: it reads every frame not delivered again
+      } catch (const SkipPlanBroken&) {
+        throw;
+      } catch (...) {
+        if (queue_.empty()) throw;
+        resolve_waiting(nullptr, INT64_MIN);
+        held_error_ = std::current_exception();
+        continue;
+      }
+      if (!got) {
+        if (queue_.empty()) return false;
+        resolve_waiting(nullptr, INT64_MIN);  // the segment ended before a reference came out
+        continue;
+      }
+      if (made_waiting_) {  // its job waits for a reference; the slot is the one the job will fill
+        queue_.push_back(std::move(made_waiting_));
+        made_waiting_ = nullptr;
+      } else {
+        auto slot = std::make_shared<Slot>();
+        slot->p = std::move(p);
+        slot->ready = true;
+        queue_.push_back(std::move(slot));
+      }
+    }
+  }
+
+ private:
+  // One requested frame of the segment (its products launched, or waiting: made_waiting_); false at the end.
+  bool next_one(Pending& out) {
+    for (;;) {
       if (segment_done_) return false;
+      if (last_done_ && waiting_.empty()) {  // the request ended; the frames waiting for a reference are out
+        segment_done_ = true;
+        return false;
+      }
       // --- on_error=repeat: a packet that failed to decode becomes a copy of the last good frame ---
       const bool repeat = opt_.on_error == OnError::Repeat;
       bool repeated = false;
@@ -351,16 +426,19 @@ class Decoder {
         wanted = req_.wants(index);
       }
       const bool done_after = index >= req_.last();
+      if (!waiting_.empty()) pass_waiting(frame_pts());
       if (wanted) produce(index, out);
       else if (estimate_) remember_previous();
       else if (req_.residual) remember_reference();
       av_frame_unref(frame_.get());
-      if (done_after) segment_done_ = true;
+      if (done_after) {
+        if (waiting_.empty()) segment_done_ = true;
+        else last_done_ = true;  // decode on (frames no one asked for) until the waiting ones have their reference
+      }
       if (wanted) return true;
     }
   }
 
- private:
   bool read_packet() {
     if (demux_eof_) return false;
     for (;;) {
@@ -462,7 +540,7 @@ class Decoder {
       }
       held_ = false;
       if (estimate_) note_epoch(safe);
-      if (req_.residual && pkt_->pts != AV_NOPTS_VALUE) ref_by_pts_[pkt_->pts] = reference;
+      if (req_.residual && pkt_->pts != AV_NOPTS_VALUE) sent_by_pts_[pkt_->pts] = SentInfo{packets_sent_, reference};
       ret = avcodec_send_packet(ctx_.get(), pkt_.get());
       ++packets_sent_;
       ++sent_in_codec_;
@@ -522,8 +600,9 @@ class Decoder {
 
   // State that belongs to one closed GOP (references for the residual, estimated-motion history).
   void reset_gop_state() {
+    if (!waiting_.empty()) resolve_waiting(nullptr, INT64_MIN);  // a closed GOP's references are all out by now
     refs_.clear();
-    ref_by_pts_.clear();
+    sent_by_pts_.clear();
     est_has_prev_ = false;
     est_prev_.reset();
     epoch_by_pts_.clear();
@@ -541,28 +620,32 @@ class Decoder {
     return frame_->pts != AV_NOPTS_VALUE ? frame_->pts : frame_->best_effort_timestamp;
   }
 
-  bool is_reference(char letter) {
-    const int64_t pts = frame_pts();
-    auto it = ref_by_pts_.find(pts);
-    int8_t r = -1;
-    if (it != ref_by_pts_.end()) {
-      r = it->second;
-      ref_by_pts_.erase(it);
+  // What was noted of the output frame's packet when it was fed (then forgotten). Whether the picture is a
+  // reference: the NAL header where the classifier knows it, otherwise every picture but B.
+  SentInfo take_sent_info(char letter) {
+    SentInfo s;
+    auto it = sent_by_pts_.find(frame_pts());
+    if (it != sent_by_pts_.end()) {
+      s = it->second;
+      sent_by_pts_.erase(it);
     }
-    if (r >= 0) return r == 1;
-    return letter != 'B';
+    if (s.reference < 0) s.reference = letter != 'B';
+    return s;
   }
 
   void remember_reference() {
     const char letter = picture_letter(frame_->pict_type);
-    if (!is_reference(letter)) return;
+    const SentInfo info = take_sent_info(letter);
+    if (!info.reference) return;
     auto l = std::make_shared<Luma8>();
     make_luma8(frame_.get(), *l, sws_, name());
     l->pts = frame_pts();
+    l->order = info.order;
     push_reference(std::move(l));
   }
 
   void push_reference(std::shared_ptr<const Luma8> l) {
+    if (!waiting_.empty()) resolve_waiting(l, l->pts);
     refs_.push_back(std::move(l));
     if (refs_.size() > 4) refs_.pop_front();
   }
@@ -626,25 +709,52 @@ class Decoder {
       if (req_.coding_cost) out->coding_cost.allocate(cells);
     }
     j.residual = req_.residual;
+    int64_t wait_for = AV_NOPTS_VALUE;  // the pts of the L1 reference this frame waits for
+    std::shared_ptr<const Luma8> self;  // this picture, when it is a reference itself (pushed after launching)
     if (req_.residual) {
       out->residual.allocate(static_cast<size_t>(W) * H);
-      const bool reference = is_reference(letter);
+      const SentInfo me = take_sent_info(letter);
+      cur->order = me.order;
       if (letter != 'I') {
         if (estimate_) {
           j.ref0 = est_ref;
         } else {
+          // L0: the nearest reference before it in presentation order, L1: the nearest after it -- among the
+          // references decoded before it (a reference B-picture shown before a P-picture is decoded after it).
           for (const auto& r : refs_) {
+            if (me.order >= 0 && r->order >= 0 && r->order > me.order) continue;
             if (r->pts < pts && (!j.ref0 || r->pts > j.ref0->pts)) j.ref0 = r;
             if (r->pts > pts && (!j.ref1 || r->pts < j.ref1->pts)) j.ref1 = r;
           }
+          const std::vector<int32_t>& rr = req_.mvs ? rows_ : j.rows;
+          bool any_l1 = false;
+          for (size_t i = 0; i < rr.size() && !any_l1; i += kMvCols) any_l1 = rr[i] > 0;
+          if (any_l1 && me.order >= 0) wait_for = future_reference(pts, me.order, j.ref1 ? j.ref1->pts : INT64_MAX);
         }
       }
-      if (reference && !estimate_) push_reference(cur);
+      if (me.reference && !estimate_) self = cur;
     }
     if (estimate_) keep_previous(cur, est_epoch);
     j.cur = std::move(cur);
     p.out = out;
     p.bytes = req_.post && req_.post_drops_products ? out->luma.size() + out->rgb.size() : out->bytes();
+    if (wait_for != AV_NOPTS_VALUE) {
+      Waiting w;
+      w.job = std::move(j);
+      w.index = index;
+      w.target = wait_for;
+      w.slot = std::make_shared<Slot>();
+      w.slot->p = p;
+      made_waiting_ = w.slot;  // next() queues it
+      waiting_.push_back(std::move(w));
+    } else {
+      launch(index, std::move(j), p);
+    }
+    if (self) push_reference(std::move(self));
+  }
+
+  // Runs the job here (no pool) or queues it to the pool; p.task says which.
+  void launch(int64_t index, ProductJob&& j, Pending& p) {
     if (pool_) {
       p.task = pool_->submit(index, [job = std::move(j)] { run_products(job); });
     } else {
@@ -652,6 +762,59 @@ class Decoder {
       run_products(j);
     }
   }
+
+  // --- L1 references that come out of the decoder after the B-picture that uses them ---------------------------
+  // The pts of the nearest reference after `pts` (and before `bound`) that was fed before the picture of decode
+  // order `order` and has not come out yet; AV_NOPTS_VALUE when there is none. Where the packet header does not
+  // say (MPEG-1/2/4 part 2, whose B-pictures are never references), a picture fed before a B-picture and shown
+  // after it is its next I/P-picture.
+  int64_t future_reference(int64_t pts, int64_t order, int64_t bound) const {
+    int64_t best = AV_NOPTS_VALUE;
+    for (auto it = sent_by_pts_.upper_bound(pts); it != sent_by_pts_.end() && it->first < bound; ++it)
+      if (it->second.reference != 0 && it->second.order < order) {  // unknown (MPEG-1/2/4): I/P by their order
+        best = it->first;
+        break;  // ascending pts: the first match is the nearest
+      }
+    return best;
+  }
+
+  // Launches the waiting jobs whose reference is `ref` (pts `pts`), or all of them with what they have when `ref`
+  // is null and pts is INT64_MIN (end of the segment or GOP, an error).
+  void resolve_waiting(const std::shared_ptr<const Luma8>& ref, int64_t pts) {
+    for (size_t i = 0; i < waiting_.size();) {
+      if (ref ? waiting_[i].target != pts : pts != INT64_MIN) {
+        ++i;
+        continue;
+      }
+      if (ref) waiting_[i].job.ref1 = ref;
+      start_waiting(i);
+    }
+  }
+
+  // A frame with pts `pts` came out: jobs whose reference should have come out before it (a lost or damaged
+  // picture) or that waited longer than any decoder delays a picture go on without it.
+  void pass_waiting(int64_t pts) {
+    for (size_t i = 0; i < waiting_.size();) {
+      if ((pts != AV_NOPTS_VALUE && pts > waiting_[i].target) || ++waiting_[i].waited > kMaxWait) start_waiting(i);
+      else ++i;
+    }
+  }
+
+  // Launches waiting_[i] (taken out first: a job whose products throw is not launched twice).
+  void start_waiting(size_t i) {
+    Waiting w = std::move(waiting_[i]);
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+    launch(w.index, std::move(w.job), w.slot->p);
+    w.slot->ready = true;
+  }
+  static constexpr int64_t kMaxWait = 32;  // frames; H.264 delays a picture by at most 16
+
+  std::deque<std::shared_ptr<Slot>> queue_;  // requested frames made, not yet returned, presentation order
+  std::vector<Waiting> waiting_;             // their jobs that wait for an L1 reference (decode order)
+  std::shared_ptr<Slot> made_waiting_;       // the slot of the waiting frame next_one just made
+  bool last_done_ = false;                   // the request's last frame is made; decoding on for waiting ones
+  std::exception_ptr held_error_;            // raised once the frames before it are out
+  // --- end of L1 references ------------------------------------------------------------------------------------
 
   // --- Estimated motion (codecs without exported vectors; DESIGN §4.5, codec/motion_estimate.h) -------------
   // A P/B frame is matched against the previous output frame (presentation order) of the same epoch, an epoch
@@ -731,7 +894,7 @@ class Decoder {
   int64_t ft_last_pts_ = 0;
   bool ft_has_last_ = false;
   std::deque<std::shared_ptr<const Luma8>> refs_;
-  std::map<int64_t, int8_t> ref_by_pts_;
+  std::map<int64_t, SentInfo> sent_by_pts_;  // packets fed and not output yet, by pts (residual requests)
   std::vector<int32_t> rows_;
   StreamStats stats_;
 };

@@ -367,41 +367,57 @@ void compute_residual(const Plane& cur, const Plane* ref0, const Plane* ref1, co
         }
     }
   }
-  // 2. Fold everything into pred[0] per 4x4 cell: L1-only cells copy pred[1], bi-predicted cells average,
-  //    intra cells take the co-located pixels of the previous picture; then residual = cur - pred[0].
-  uint8_t* p0 = scratch.pred[0].data();
+  // 2. Per 4x4 cell the prediction its rule picks -- pred[0] (L0 only), the average (both lists), pred[1] (L1
+  //    only), the co-located pixels of the previous picture (intra: no vector in either list), the current pixels
+  //    (a list without a reference: residual 0) -- and residual = cur - that prediction, row by row over runs of
+  //    cells with the same rule.
+  enum : uint8_t { kL0, kBoth, kL1, kIntra, kSelf };
+  const uint8_t* p0 = scratch.pred[0].data();
   const uint8_t* p1 = scratch.pred[1].data();
+  scratch.rule.resize(static_cast<size_t>(f.cells_w));
+  uint8_t* rule = scratch.rule.data();
+  std::vector<std::pair<int, int>>& runs = scratch.runs;
   for (int cy = 0; cy < f.cells_h; ++cy) {
     const int ys = cy * 4, ye = std::min(H, ys + 4);
     const size_t crow = static_cast<size_t>(cy) * f.cells_w;
+    const uint8_t* h0 = f.has[0].data() + crow;
+    const uint8_t* h1 = f.has[1].data() + crow;
     for (int cx = 0; cx < f.cells_w; ++cx) {
-      const size_t cell = crow + cx;
-      const bool u0 = f.has[0][cell] && ref0, u1 = f.has[1][cell] && ref1;
-      if (u0 && !u1) continue;  // the common case: pred[0] already holds the prediction
-      const int xs = cx * 4, xe = std::min(W, xs + 4);
-      for (int y = ys; y < ye; ++y) {
-        uint8_t* q0 = p0 + static_cast<size_t>(y) * W;
-        const uint8_t* q1 = p1 + static_cast<size_t>(y) * W;
-        const uint8_t* c = cur.data + y * cur.stride;
-        if (u0 && u1) {
-          for (int x = xs; x < xe; ++x) q0[x] = static_cast<uint8_t>((q0[x] + q1[x] + 1) >> 1);
-        } else if (u1) {
-          for (int x = xs; x < xe; ++x) q0[x] = q1[x];
-        } else if (intra_ref && !f.has[0][cell] && !f.has[1][cell]) {
-          const uint8_t* ir = intra_ref->data + std::min(y, intra_ref->height - 1) * intra_ref->stride;
-          const int wmax = intra_ref->width - 1;
-          for (int x = xs; x < xe; ++x) q0[x] = ir[std::min(x, wmax)];
-        } else {
-          for (int x = xs; x < xe; ++x) q0[x] = c[x];  // no usable reference: residual 0
+      const bool u0 = h0[cx] && ref0, u1 = h1[cx] && ref1;
+      rule[cx] = u0 ? (u1 ? kBoth : kL0) : u1 ? kL1 : (intra_ref && !h0[cx] && !h1[cx]) ? kIntra : kSelf;
+    }
+    runs.clear();  // (first cell, end cell) of each run of cells with the same rule
+    for (int cx = 0; cx < f.cells_w;) {
+      int e = cx + 1;
+      while (e < f.cells_w && rule[e] == rule[cx]) ++e;
+      runs.emplace_back(cx, e);
+      cx = e;
+    }
+    for (int y = ys; y < ye; ++y) {
+      const size_t row = static_cast<size_t>(y) * W;
+      const uint8_t* c = cur.data + y * cur.stride;
+      const uint8_t* q0 = p0 + row;
+      const uint8_t* q1 = p1 + row;
+      int16_t* o = residual + row;
+      for (const auto& [cx, e] : runs) {
+        const int xs = cx * 4, xe = std::min(W, e * 4), len = xe - xs;
+        switch (rule[cx]) {
+          case kL0: diff_row<0>(o + xs, c + xs, q0 + xs, len); break;
+          case kL1: diff_row<0>(o + xs, c + xs, q1 + xs, len); break;
+          case kBoth:
+            for (int x = xs; x < xe; ++x) o[x] = static_cast<int16_t>(c[x] - ((q0[x] + q1[x] + 1) >> 1));
+            break;
+          case kIntra: {
+            const uint8_t* ir = intra_ref->data + std::min(y, intra_ref->height - 1) * intra_ref->stride;
+            const int xin = std::min(xe, intra_ref->width);
+            if (xin > xs) diff_row<0>(o + xs, c + xs, ir + xs, xin - xs);
+            for (int x = std::max(xs, xin); x < xe; ++x) o[x] = static_cast<int16_t>(c[x] - ir[intra_ref->width - 1]);
+            break;
+          }
+          default: std::memset(o + xs, 0, static_cast<size_t>(len) * sizeof(int16_t)); break;
         }
       }
     }
-  }
-  for (int y = 0; y < H; ++y) {
-    const uint8_t* c = cur.data + y * cur.stride;
-    const uint8_t* q = p0 + static_cast<size_t>(y) * W;
-    int16_t* o = residual + static_cast<size_t>(y) * W;
-    diff_row<0>(o, c, q, W);
   }
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "codec/motion.h"
@@ -36,6 +37,8 @@ void predict_block(const Plane& ref, Interp interp, int x0, int y0, int w, int h
 struct ResidualScratch {
   std::vector<uint8_t> pred[2];
   std::vector<uint8_t> covered;  // per 4x4 cell: wholly predicted by a row (single-list frames)
+  std::vector<uint8_t> rule;     // per 4x4 cell of a row of cells: which prediction (two-list frames)
+  std::vector<std::pair<int, int>> runs;  // runs of cells with the same rule in that row
 };
 
 // Residual of one inter frame: `cur` is the visible decoded luma (W x H), ref0/ref1 the L0/L1 reference

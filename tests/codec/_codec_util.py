@@ -220,23 +220,79 @@ def h264_subpel_planes(ref: np.ndarray, pad: int = 24) -> tuple[np.ndarray, int]
     return planes, pad
 
 
-def h264_residual_p(cur: np.ndarray, ref: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Motion-compensated residual of a single-reference P-frame: cur - prediction from ``ref`` with the L0
-    vectors of ``rows`` (cells without a vector: co-located ``ref`` pixels). int16 H x W."""
-    H, W = cur.shape
-    mx, my, _sc, has = densify(rows, H, W)
+def _h264_prediction(ref: np.ndarray, mx: np.ndarray, my: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """Per-pixel H.264 luma prediction from ``ref`` with one list's densified quarter-pel field (int32 H x W)."""
+    H, W = ref.shape
     planes, pad = h264_subpel_planes(ref)
     cy, cx = np.mgrid[0:H, 0:W]
-    MX = mx[0][cy // 4, cx // 4]
-    MY = my[0][cy // 4, cx // 4]
-    HAS = has[0][cy // 4, cx // 4]
-    MX = np.where(HAS, MX, 0)
-    MY = np.where(HAS, MY, 0)
+    HAS = has[cy // 4, cx // 4]
+    MX = np.where(HAS, mx[cy // 4, cx // 4], 0)
+    MY = np.where(HAS, my[cy // 4, cx // 4], 0)
     k = (MY & 3) * 4 + (MX & 3)
     X = np.clip(cx + (MX >> 2) + pad, 0, W + 2 * pad - 1)
     Y = np.clip(cy + (MY >> 2) + pad, 0, H + 2 * pad - 1)
-    pred = planes[k, Y, X].astype(np.int16)
-    return cur.astype(np.int16) - pred
+    return planes[k, Y, X].astype(np.int32)
+
+
+def h264_residual(cur: np.ndarray, ref0, ref1, rows: np.ndarray) -> np.ndarray:
+    """Motion-compensated residual (docs/residual.md) of a P- or B-frame: cur - prediction, per 4x4 cell from the
+    L0 vectors of ``rows`` on ``ref0``, the L1 vectors on ``ref1`` (either may be None: that list is unusable),
+    ``(p0 + p1 + 1) >> 1`` where both lists predict, the co-located pixels of ``ref0`` (else ``ref1``) in cells
+    without a vector, and the current pixels (residual 0) in cells whose only list has no reference. int16 H x W."""
+    H, W = cur.shape
+    mx, my, _sc, has = densify(rows, H, W)
+    cy, cx = np.mgrid[0:H, 0:W]
+    h0 = has[0][cy // 4, cx // 4]
+    h1 = has[1][cy // 4, cx // 4]
+    u0, u1 = h0 & (ref0 is not None), h1 & (ref1 is not None)
+    pred = cur.astype(np.int32).copy()
+    intra_ref = ref0 if ref0 is not None else ref1
+    if intra_ref is not None:
+        intra = ~h0 & ~h1
+        pred[intra] = intra_ref.astype(np.int32)[intra]
+    p0 = _h264_prediction(ref0, mx[0], my[0], has[0]) if ref0 is not None else None
+    p1 = _h264_prediction(ref1, mx[1], my[1], has[1]) if ref1 is not None else None
+    if p0 is not None:
+        pred[u0 & ~u1] = p0[u0 & ~u1]
+    if p1 is not None:
+        pred[u1 & ~u0] = p1[u1 & ~u0]
+    if p0 is not None and p1 is not None:
+        both = u0 & u1
+        pred[both] = (p0[both] + p1[both] + 1) >> 1
+    return (cur.astype(np.int32) - pred).astype(np.int16)
+
+
+def h264_residual_p(cur: np.ndarray, ref: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Motion-compensated residual of a single-reference P-frame: cur - prediction from ``ref`` with the L0
+    vectors of ``rows`` (cells without a vector: co-located ``ref`` pixels). int16 H x W."""
+    return h264_residual(cur, ref, None, rows)
+
+
+def h264_packet_references(path, stream_index: int) -> dict:
+    """{pts: (decode order, is_reference)} of an H.264 stream in MP4 (4-byte NAL lengths): whether a picture is
+    a reference comes from ``nal_ref_idc`` of its first slice NAL unit (types 1 and 5), read with PyAV's demuxer
+    independently of ov2."""
+    import av
+
+    out = {}
+    with av.open(str(path)) as container:
+        stream = container.streams[stream_index]
+        order = 0
+        for pkt in container.demux(stream):
+            if pkt.size == 0:
+                continue
+            data, pos, ref = bytes(pkt), 0, None
+            while pos + 4 < len(data):
+                n = int.from_bytes(data[pos : pos + 4], "big")
+                header = data[pos + 4]
+                if header & 0x1F in (1, 5):
+                    ref = (header >> 5) & 3 > 0
+                    break
+                pos += 4 + n
+            assert ref is not None, f"packet {order} has no slice NAL unit"
+            out[pkt.pts] = (order, ref)
+            order += 1
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

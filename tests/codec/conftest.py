@@ -152,6 +152,36 @@ def bframe_clip(generated_dir) -> Clip:
 
 
 @pytest.fixture(scope="session")
+def bpyramid_clip(generated_dir) -> Clip:
+    """320x240, 24 frames, a band-limited texture block moving by (+1.25, -0.75) px per frame over a textured
+    background; libx264 with the exact-prediction settings (one reference per list, no weighted prediction, loop
+    filter off, qp 8) but 3 B-frames in a pyramid: the middle B-picture of each run is a reference, decoded after
+    the P-picture shown after it. GOPs of 12 (two closed GOPs)."""
+    W, H, n, fps, size = 320, 240, 24, 25, 96
+    vel, start = (1.25, -0.75), (96.0, 72.0)
+    bg = textured(H, W, seed=71, smooth=1)
+    tex = BandLimitedTexture(256, 384, seed=72)
+
+    def pos(i):
+        return start[0] + vel[0] * i, start[1] + vel[1] * i
+
+    def render(i):
+        px, py = pos(i)
+        content = tex.shifted(px, py)
+        x0, y0 = int(round(px)), int(round(py))
+        img = bg.copy()
+        paste(img, np.repeat(content[y0 : y0 + size, x0 : x0 + size][..., None], 3, axis=2), x0, y0)
+        return img
+
+    params = ("ref=1:bframes=3:b-pyramid=normal:b-adapt=0:weightb=0:weightp=0:no-deblock=1:scenecut=0:"
+              "keyint=12:min-keyint=12:me=esa:merange=16")
+    path = _encode(generated_dir / "bpyramid.mp4", n, render, fps=fps,
+                   options={"x264-params": params, "qp": "8", "preset": "medium"})
+    return Clip(path, n, fps, W, H, truth={"velocity": vel, "size": size,
+                                           "pos": [tuple(int(round(v)) for v in pos(i)) for i in range(n)]})
+
+
+@pytest.fixture(scope="session")
 def faststart_clip(generated_dir) -> Clip:
     """160x128, 40 frames, moov atom at the front (``movflags=+faststart``), GOP 10, no B-frames: cutting the file
     keeps a valid index, so the frames before the cut stay decodable."""

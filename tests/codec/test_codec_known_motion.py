@@ -12,7 +12,7 @@ import pytest
 ov2 = pytest.importorskip("ov2_tokenizer")
 pytest.importorskip("av")
 
-from _codec_util import block_cells, h264_residual_p, pyav_frames  # noqa: E402
+from _codec_util import block_cells, h264_packet_references, h264_residual, h264_residual_p, pyav_frames  # noqa: E402
 
 
 def _frames(clip, **products):
@@ -158,6 +158,92 @@ def test_residual_equals_independent_h264_prediction(clip_name, request):
             n += 1
         prev = ref["luma"]
     assert n == clip.num_frames - 1
+
+
+def _bpyramid_expectations(clip):
+    """Per frame (presentation order): PyAV's luma and rows, and the residual docs/residual.md defines, with the
+    references picked by its rule from the packets' decode order and ``nal_ref_idc`` (read independently of ov2):
+    L0 the nearest reference before the frame in presentation order, L1 the nearest after it, among the
+    references decoded before it, within its closed GOP."""
+    import av
+
+    with av.open(str(clip.path)) as c:
+        tb = float(c.streams.video[0].time_base)
+    sent = h264_packet_references(clip.path, 0)
+    frames = list(pyav_frames(clip.path, 0))
+    by_pts = {round(f["pts_s"] / tb): f for f in frames}
+    out, facts = [], {"bi": 0, "p_after_ref_b": 0}
+    for f in frames:
+        pts = round(f["pts_s"] / tb)
+        order, _ = sent[pts]
+        if f["pict_type"] == "I":
+            out.append((f, np.zeros(f["luma"].shape, np.int16)))
+            continue
+        gop = max(p for p, (o, _r) in sent.items() if by_pts[p]["pict_type"] == "I" and o <= order)
+        refs = [p for p, (o, r) in sent.items() if r and o < order and p >= gop]
+        before = [p for p in refs if p < pts]
+        after = [p for p in refs if p > pts]
+        r0 = by_pts[max(before)]["luma"] if before else None
+        r1 = by_pts[min(after)]["luma"] if after else None
+        if f["pict_type"] == "P" and any(p < pts and p > max(before) and sent[p][1] for p in sent if p >= gop):
+            facts["p_after_ref_b"] += 1  # a reference B-picture shown between its reference and it
+        if r0 is not None and r1 is not None and np.any(f["rows"][:, 0] > 0):
+            facts["bi"] += 1
+        out.append((f, h264_residual(f["luma"], r0, r1, f["rows"])))
+    return out, facts
+
+
+def test_bpyramid_residual_equals_independent_prediction(bpyramid_clip):
+    """B-frames predict from both references, and a P-picture shown after a reference B-picture (decoded after
+    it) predicts from the reference before that B: on a B-pyramid stream ov2's residual equals the independent
+    numpy prediction of every frame, pixel for pixel."""
+    expect, facts = _bpyramid_expectations(bpyramid_clip)
+    assert facts["bi"] >= 8 and facts["p_after_ref_b"] >= 3, facts  # the clip exercises both rules
+    r = ov2.open_video(bpyramid_clip.path, num_threads=1)
+    frames = list(r.frames(with_residual=True, with_mvs=True))
+    assert len(frames) == len(expect) == bpyramid_clip.num_frames
+    for f, (ref, want) in zip(frames, expect):
+        assert f.pict_type == ref["pict_type"] and np.array_equal(f.luma, ref["luma"])
+        np.testing.assert_array_equal(f.motion_vectors, ref["rows"])
+        if not np.array_equal(f.residual, want):
+            bad = np.argwhere(f.residual != want)
+            y, x = bad[0]
+            pytest.fail(f"frame {f.index} ({f.pict_type}): {len(bad)} pixels differ, first at (y={y}, x={x}): "
+                        f"ov2 {f.residual[y, x]} expected {want[y, x]}")
+
+
+def test_bpyramid_residual_is_small_inside_the_moving_block(bpyramid_clip):
+    """With the right references the prediction is good on every inter frame, B and P alike."""
+    clip = bpyramid_clip
+    size = clip.truth["size"]
+    for f in ov2.open_video(clip.path, num_threads=1).frames(with_luma=False, with_residual=True):
+        if f.pict_type == "I":
+            continue
+        x0, y0 = clip.truth["pos"][f.index]
+        inner = np.abs(f.residual[y0 + 8 : y0 + size - 8, x0 + 8 : x0 + size - 8].astype(np.float64))
+        assert inner.mean() <= 2.0, (f.index, f.pict_type, inner.mean())
+
+
+@pytest.mark.parametrize("pick", ["b_frames", "last_is_b", "p_after_ref_b"])
+def test_bpyramid_sparse_reads_equal_the_full_read(bpyramid_clip, pick):
+    """A requested B-picture waits for its L1 reference even when that picture is not requested (and when it is
+    the last one requested); num_threads 1, 2 and 4 give the full read's products."""
+    path = bpyramid_clip.path
+    full = list(ov2.open_video(path, num_threads=1).frames(with_residual=True, with_mvs=True, with_luma=False))
+    types = [f.pict_type for f in full]
+    if pick == "b_frames":
+        idx = [i for i, t in enumerate(types) if t == "B"]
+    elif pick == "last_is_b":
+        idx = [i for i, t in enumerate(types) if t == "B"][:2]  # the first B shows before the P it predicts from
+    else:
+        idx = [i for i, t in enumerate(types) if t == "P"][1:3]
+    for threads in (1, 2, 4):
+        got = list(ov2.open_video(path, num_threads=threads).frames(indices=idx, with_residual=True, with_mvs=True,
+                                                                    with_luma=False))
+        assert [f.index for f in got] == idx
+        for f in got:
+            np.testing.assert_array_equal(f.residual, full[f.index].residual, err_msg=f"frame {f.index} {threads}")
+            np.testing.assert_array_equal(f.motion_vectors, full[f.index].motion_vectors)
 
 
 def test_bframes_l1_vectors_and_monotonic_pts(bframe_clip):
