@@ -240,6 +240,7 @@ struct Waiting {  // a frame's job that waits for the reference picture of pts `
   ProductJob job;
   int64_t index = 0, target = 0, waited = 0;
   std::shared_ptr<Slot> slot;
+  ProductPool::TaskPtr early;  // its RGB, started without waiting (with a pool)
 };
 struct SentInfo {  // what was noted of a packet when it was fed
   int64_t order = -1;  // packets fed to this decoder before it; -1 unknown (no pts)
@@ -740,6 +741,15 @@ class Decoder {
     p.bytes = req_.post && req_.post_drops_products ? out->luma.size() + out->rgb.size() : out->bytes();
     if (wait_for != AV_NOPTS_VALUE) {
       Waiting w;
+      if (pool_ && j.rgb) {  // the RGB needs no reference: computed meanwhile, by its own task
+        ProductJob rgb;
+        rgb.out = j.out;
+        rgb.cur = j.cur;
+        rgb.name = j.name;
+        rgb.rgb = true;
+        w.early = pool_->submit(index, [job = std::move(rgb)] { run_products(job); });
+        j.rgb = false;
+      }
       w.job = std::move(j);
       w.index = index;
       w.target = wait_for;
@@ -804,7 +814,14 @@ class Decoder {
   void start_waiting(size_t i) {
     Waiting w = std::move(waiting_[i]);
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
-    launch(w.index, std::move(w.job), w.slot->p);
+    if (w.early) {  // the frame is complete once its RGB task is done too (and fails if that failed)
+      w.slot->p.task = pool_->submit(w.index, [job = std::move(w.job), early = w.early, pool = pool_] {
+        pool->wait(early);
+        run_products(job);
+      });
+    } else {
+      launch(w.index, std::move(w.job), w.slot->p);
+    }
     w.slot->ready = true;
   }
   static constexpr int64_t kMaxWait = 32;  // frames; H.264 delays a picture by at most 16
