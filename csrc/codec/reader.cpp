@@ -346,18 +346,21 @@ class Decoder {
         throw;
       } catch (...) {
         if (queue_.empty()) throw;
-        resolve_waiting(nullptr, INT64_MIN);
+        release_waiting();
         held_error_ = std::current_exception();
         continue;
       }
       if (!got) {
         if (queue_.empty()) return false;
-        resolve_waiting(nullptr, INT64_MIN);  // the segment ended before a reference came out
+        release_waiting();  // the segment ended before a reference came out
         continue;
       }
       if (made_waiting_) {  // its job waits for a reference; the slot is the one the job will fill
         queue_.push_back(std::move(made_waiting_));
         made_waiting_ = nullptr;
+      } else if (queue_.empty()) {  // nothing before it waits (every frame of a stream without B-pictures)
+        out = std::move(p);
+        return true;
       } else {
         auto slot = std::make_shared<Slot>();
         slot->p = std::move(p);
@@ -601,7 +604,7 @@ class Decoder {
 
   // State that belongs to one closed GOP (references for the residual, estimated-motion history).
   void reset_gop_state() {
-    if (!waiting_.empty()) resolve_waiting(nullptr, INT64_MIN);  // a closed GOP's references are all out by now
+    release_waiting();  // a closed GOP's references are all out by now
     refs_.clear();
     sent_by_pts_.clear();
     est_has_prev_ = false;
@@ -646,7 +649,7 @@ class Decoder {
   }
 
   void push_reference(std::shared_ptr<const Luma8> l) {
-    if (!waiting_.empty()) resolve_waiting(l, l->pts);
+    resolve_waiting(l);
     refs_.push_back(std::move(l));
     if (refs_.size() > 4) refs_.pop_front();
   }
@@ -788,17 +791,21 @@ class Decoder {
     return best;
   }
 
-  // Launches the waiting jobs whose reference is `ref` (pts `pts`), or all of them with what they have when `ref`
-  // is null and pts is INT64_MIN (end of the segment or GOP, an error).
-  void resolve_waiting(const std::shared_ptr<const Luma8>& ref, int64_t pts) {
+  // Launches the waiting jobs whose reference is `ref`, with it.
+  void resolve_waiting(const std::shared_ptr<const Luma8>& ref) {
     for (size_t i = 0; i < waiting_.size();) {
-      if (ref ? waiting_[i].target != pts : pts != INT64_MIN) {
+      if (waiting_[i].target != ref->pts) {
         ++i;
         continue;
       }
-      if (ref) waiting_[i].job.ref1 = ref;
+      waiting_[i].job.ref1 = ref;
       start_waiting(i);
     }
+  }
+
+  // Launches every waiting job with what it has (end of the segment or GOP, an error).
+  void release_waiting() {
+    while (!waiting_.empty()) start_waiting(0);
   }
 
   // A frame with pts `pts` came out: jobs whose reference should have come out before it (a lost or damaged
