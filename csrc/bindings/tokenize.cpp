@@ -259,7 +259,8 @@ py::array_t<double> ovenc_patch_scores_py(int64_t height, int64_t width, std::op
 }
 
 py::array_t<uint8_t> ovenc_mosaics_py(std::vector<arr<uint8_t>> content, arr<int64_t> slot_frame, arr<int32_t> rows,
-                                      int64_t size, int64_t hn, int64_t wn, int64_t top, int64_t left, int64_t patch) {
+                                      int64_t size, int64_t hn, int64_t wn, int64_t top, int64_t left, int64_t patch,
+                                      int num_threads) {
   if (patch < 1 || size < patch) throw Error("ovenc_mosaics: need size >= patch >= 1");
   if (hn < 1 || wn < 1 || top < 0 || left < 0 || top + hn > size || left + wn > size)
     throw Error("ovenc_mosaics: the content must lie inside the square");
@@ -284,7 +285,7 @@ py::array_t<uint8_t> ovenc_mosaics_py(std::vector<arr<uint8_t>> content, arr<int
   {
     py::gil_scoped_release nogil;
     ovenc_mosaics(ptrs.data(), static_cast<int64_t>(ptrs.size()), slot_frame.data(), slot_frame.shape(0), lb, patch,
-                  rows.data(), n, o);
+                  rows.data(), n, o, num_threads);
   }
   return out;
 }
@@ -538,7 +539,9 @@ void ov2_bind_tokenize(py::module_& m) {
 
   t.def("ovenc_mosaics", &ovenc_mosaics_py, py::arg("content"), py::arg("slot_frame"), py::arg("rows"),
         py::arg("size"), py::arg("hn"), py::arg("wn"), py::arg("top"), py::arg("left"), py::arg("patch") = 16,
-        "ovenc_topk mosaics uint8 [M, 3, S, S]: row n's patch of slot t's letterboxed frame at mosaic n // g², cell n % g².");
+        py::arg("num_threads") = 1,
+        "ovenc_topk mosaics uint8 [M, 3, S, S]: row n's patch of slot t's letterboxed frame at mosaic n // g², cell n % g²"
+        " (num_threads threads write disjoint mosaics; the same bytes for any count).");
 
   t.def("allocate", &allocate_py, py::arg("group_start"), py::arg("group_end"), py::arg("group_cost"),
         py::arg("cand_t"), py::arg("scores"), py::kw_only(), py::arg("max_canvases") = 32, py::arg("lam") = 0.35,

@@ -27,6 +27,7 @@ ProductPool::TaskPtr ProductPool::submit(int64_t key, std::function<void()> fn) 
     queue_.push_back(t);
   }
   work_cv_.notify_one();
+  done_cv_.notify_all();  // a helping waiter may take it
   if (on_submit_) on_submit_();
   return t;
 }
@@ -57,7 +58,7 @@ void ProductPool::run(const TaskPtr& t) {
   done_cv_.notify_all();
 }
 
-void ProductPool::wait(const TaskPtr& t) {
+void ProductPool::wait(const TaskPtr& t, bool help_others) {
   if (!t) return;
   std::unique_lock<std::mutex> lk(mu_);
   if (t->state == 0) {
@@ -66,6 +67,14 @@ void ProductPool::wait(const TaskPtr& t) {
     t->state = 1;
     lk.unlock();
     run(t);
+    lk.lock();
+  }
+  while (help_others && t->state != 2) {
+    done_cv_.wait(lk, [&] { return t->state == 2 || !queue_.empty(); });
+    if (t->state == 2) break;
+    TaskPtr other = take_locked();
+    lk.unlock();
+    run(other);
     lk.lock();
   }
   done_cv_.wait(lk, [&] { return t->state == 2; });

@@ -39,8 +39,10 @@ class ProductPool {
   ProductPool& operator=(const ProductPool&) = delete;
 
   TaskPtr submit(int64_t key, std::function<void()> fn);
-  // Blocks until `t` is done (running it here when it is still queued); rethrows its exception.
-  void wait(const TaskPtr& t);
+  // Blocks until `t` is done (running it here when it is still queued); rethrows its exception. With
+  // `help_others`, while another thread runs `t` this thread runs queued tasks (smallest key first) instead of
+  // sleeping: for a caller with nothing else to do (the consumer of a sequential stream), not for a task.
+  void wait(const TaskPtr& t, bool help_others = false);
   // Whether `t` has finished (without waiting).
   bool done(const TaskPtr& t);
   // Runs the queued task with the smallest key on this thread; false when none is queued.

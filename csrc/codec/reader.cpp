@@ -278,6 +278,7 @@ class Decoder {
   void set_pool(ProductPool* pool) { pool_ = pool; }
 
   const std::string& name() const { return dm_.source().name; }
+  const AVCodecParameters& codecpar() const { return *dm_.stream()->codecpar; }
   StreamStats& stats() { return stats_; }
   bool demux_ended() const { return demux_eof_; }
 
@@ -923,6 +924,11 @@ class Decoder {
   StreamStats stats_;
 };
 
+size_t frame_out_bytes(const FrameRequest& req, int W, int H);  // below
+
+// Frames a sequential stream's consumer decodes ahead beyond one per thread hold at most about this many bytes.
+constexpr size_t kAheadBytes = size_t{6} << 20;
+
 // ---------------------------------------------------------------------------------------------------------------
 // One decoder on the consumer's thread. With a pool (pipelined()), the consumer decodes a few requested frames
 // ahead while num_threads - 1 helpers compute their products; outputs, errors and their order are those of the
@@ -936,7 +942,12 @@ class SequentialStream : public FrameStream {
       pool_ = std::make_unique<ProductPool>(opt.num_threads - 1);
       dec_.set_pool(pool_.get());
       min_ahead_ = static_cast<size_t>(opt.num_threads);
-      max_ahead_ = min_ahead_ + 1;
+      // While the oldest frame's products run, decode up to 1-3 frames further (so that a thread that finishes a
+      // product finds the next one queued), as many as fit into kAheadBytes: a frame's outputs and its picture.
+      const AVCodecParameters& par = dec_.codecpar();
+      const size_t px = static_cast<size_t>(std::max(par.width, 1)) * static_cast<size_t>(std::max(par.height, 1));
+      const size_t per_frame = frame_out_bytes(req, par.width, par.height) + px * 3 / 2;
+      max_ahead_ = min_ahead_ + std::clamp<size_t>(kAheadBytes / per_frame, 1, 3);
     }
     dec_.start_segment(begin_packet, -1, first_index);
   }
@@ -972,7 +983,7 @@ class SequentialStream : public FrameStream {
     }
     Pending p = std::move(q_.front());
     q_.pop_front();
-    pool_->wait(p.task);
+    pool_->wait(p.task, /*help_others=*/true);
     out = std::move(*p.out);
     return true;
   }

@@ -365,7 +365,7 @@ def tokenize_ovenc_topk(video: VideoReader, cfg: TokenizerConfig) -> VisualToken
     # the numpy reference): no 576² squares are built
     canv = core.tok.ovenc_mosaics([np.ascontiguousarray(content_by_frame[k]) for k in got],
                                   np.searchsorted(got, slot_src).astype(np.int64), rows.astype(np.int32), lb.size,
-                                  lb.hn, lb.wn, lb.top, lb.left, p)
+                                  lb.hn, lb.wn, lb.top, lb.left, p, num_threads=video.num_threads)
     t3 = time.perf_counter()
 
     n = rows.shape[0]

@@ -223,6 +223,10 @@ def test_native_mosaics_equal_numpy_reference(h, w, n_rows):
     got = ov2._native.core.tok.ovenc_mosaics(content, slot_frame, rows, lb.size, lb.hn, lb.wn, lb.top, lb.left, 16)
     assert got.dtype == np.uint8 and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+    # threads write disjoint mosaics: any count (more threads than mosaics included) gives the same bytes
+    for threads in (2, 3, 16):
+        np.testing.assert_array_equal(ov2._native.core.tok.ovenc_mosaics(
+            content, slot_frame, rows, lb.size, lb.hn, lb.wn, lb.top, lb.left, 16, num_threads=threads), want)
 
 
 def test_native_mosaics_reject_bad_input():
