@@ -53,11 +53,21 @@ void ovenc_mosaics(const uint8_t* const* content, int64_t n_content, const int64
   }
   // Each thread writes whole mosaics (its zero fill and its patches): the output is the same for any split.
   const int64_t k = std::clamp<int64_t>(num_threads, 1, m);
+  auto range = [&](int64_t i) {
+    mosaic_range(content, slot_frame, lb, patch, rows, n_rows, m * i / k, m * (i + 1) / k, out);
+  };
   std::vector<std::thread> helpers;
-  for (int64_t i = 1; i < k; ++i)
-    helpers.emplace_back(mosaic_range, content, slot_frame, std::cref(lb), patch, rows, n_rows, m * i / k,
-                         m * (i + 1) / k, out);
-  mosaic_range(content, slot_frame, lb, patch, rows, n_rows, 0, m / k, out);
+  int64_t on_helpers = 1;  // ranges [1, on_helpers) run on helper threads; the rest here (no thread: no abort)
+  for (int64_t i = 1; i < k; ++i) {
+    try {
+      helpers.emplace_back(range, i);
+    } catch (...) {
+      break;
+    }
+    on_helpers = i + 1;
+  }
+  range(0);
+  for (int64_t i = on_helpers; i < k; ++i) range(i);
   for (auto& th : helpers) th.join();
 }
 
