@@ -21,13 +21,15 @@ ProductPool::TaskPtr ProductPool::submit(int64_t key, std::function<void()> fn) 
   auto t = std::make_shared<Task>();
   t->key = key;
   t->fn = std::move(fn);
+  bool helping = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     t->seq = seq_++;
     queue_.push_back(t);
+    helping = helping_waiters_ > 0;
   }
   work_cv_.notify_one();
-  done_cv_.notify_all();  // a helping waiter may take it
+  if (helping) done_cv_.notify_all();  // a waiter that helps may take it
   if (on_submit_) on_submit_();
   return t;
 }
@@ -69,13 +71,17 @@ void ProductPool::wait(const TaskPtr& t, bool help_others) {
     run(t);
     lk.lock();
   }
-  while (help_others && t->state != 2) {
-    done_cv_.wait(lk, [&] { return t->state == 2 || !queue_.empty(); });
-    if (t->state == 2) break;
-    TaskPtr other = take_locked();
-    lk.unlock();
-    run(other);
-    lk.lock();
+  if (help_others) {
+    ++helping_waiters_;
+    while (t->state != 2) {
+      done_cv_.wait(lk, [&] { return t->state == 2 || !queue_.empty(); });
+      if (t->state == 2) break;
+      TaskPtr other = take_locked();
+      lk.unlock();
+      run(other);
+      lk.lock();
+    }
+    --helping_waiters_;
   }
   done_cv_.wait(lk, [&] { return t->state == 2; });
   if (t->error) {

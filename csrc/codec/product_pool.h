@@ -61,6 +61,7 @@ class ProductPool {
   std::vector<TaskPtr> queue_;
   uint64_t seq_ = 0;
   bool stop_ = false;
+  int helping_waiters_ = 0;  // threads in wait(t, help_others = true): submit wakes them
   std::function<void()> on_submit_;
   std::vector<std::thread> threads_;
 };
