@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,7 +22,13 @@ GPU_BENCHMARKS = ("CUDA tokenization kernels", "Triton segment attention vs Flex
 
 
 def _latest(prefix: str) -> tuple[Path, dict] | None:
-    files = sorted(RESULTS.glob(f"{prefix}-*.json"), key=lambda p: (("-quick" not in p.name), p.stat().st_mtime))
+    # newest by the run's date in the name (a second run on one day is suffixed: ...-2026-12-07b.json), then mtime
+    # (a fresh clone gives every file the time of its checkout)
+    def key(p: Path):
+        m = re.search(r"(\d{4}-\d{2}-\d{2}[a-z]?)(?:-quick)?\.json$", p.name)
+        return ("-quick" not in p.name), m.group(1) if m else "", p.stat().st_mtime
+
+    files = sorted(RESULTS.glob(f"{prefix}-*.json"), key=key)
     if not files:
         return None
     return files[-1], json.loads(files[-1].read_text())
