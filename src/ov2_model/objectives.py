@@ -128,7 +128,7 @@ class MultiLabelClusterDiscrimination(nn.Module):
         pos_mask[valid_b, col[labels[valid_b, valid_l]]] = True
         target_mask = torch.zeros_like(cos, dtype=torch.bool)
         target_mask[pair_sample, pair_target] = True
-        logits = self.scale * (cos - self.margin * target_mask.float())  # margin only where a label is a target
+        logits = self.scale * (cos - self.margin * target_mask.to(dt))  # margin only where a label is a target
         pair_logits = logits[pair_sample]  # [P, S]
         others = pos_mask[pair_sample].clone()
         others[torch.arange(pair_target.numel(), device=others.device), pair_target] = False
@@ -142,9 +142,11 @@ class MultiLabelClusterDiscrimination(nn.Module):
 
 def dense_cluster_discrimination_loss(embeddings: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor,
                                       margin: float = 0.3, scale: float = 64.0) -> torch.Tensor:
-    """Reference: the same per-label margin-softmax over *all* classes, written as a plain loop (for tests)."""
-    e = F.normalize(embeddings.float(), dim=1)
-    c = F.normalize(centres.float(), dim=1)
+    """Reference: the same per-label margin-softmax over *all* classes, written as a plain loop (for tests); float32
+    at least, float64 kept."""
+    dt = torch.promote_types(embeddings.dtype, torch.float32)
+    e = F.normalize(embeddings.to(dt), dim=1)
+    c = F.normalize(centres.to(dt), dim=1)
     cos = e @ c.t()
     terms = []
     for b in range(labels.shape[0]):

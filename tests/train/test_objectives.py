@@ -61,20 +61,35 @@ def test_eight_labels_per_sample_per_step() -> None:
     assert torch.bincount(out.pair_sample, minlength=4).tolist() == [8, 8, 8, 8]
 
 
-def test_matches_dense_reference_loss_and_gradients_at_full_sampling() -> None:
-    g = torch.Generator().manual_seed(2)
-    fn = MultiLabelClusterDiscrimination(40, 6, sample_ratio=1.0, num_positive=8)
+@pytest.mark.parametrize("seed", range(8))
+def test_matches_dense_reference_loss_and_gradients_at_full_sampling(seed: int) -> None:
+    """Every input comes from the test's own generator (the result must not depend on the global RNG, which other
+    tests advance). In float64 the two forms agree to rounding; in float32 the centre gradients are large (centres
+    of norm ~0.025: the normalisation multiplies by ~40) and cancel in places, so float32 is compared relative to
+    the gradient's scale."""
+    g = torch.Generator().manual_seed(seed)
     labels = _labels(5, 40, 6, g)
-    emb = torch.randn(5, 6, requires_grad=True)
-    loss = fn(emb, labels).loss
-    ge, gc = torch.autograd.grad(loss, [emb, fn.centres])
-    centres = fn.centres.detach().clone().requires_grad_(True)
-    emb2 = emb.detach().clone().requires_grad_(True)
-    ref = dense_cluster_discrimination_loss(emb2, centres, labels)
-    re, rc = torch.autograd.grad(ref, [emb2, centres])
-    assert torch.allclose(loss, ref, atol=1e-5)
-    assert torch.allclose(ge, re, atol=1e-5) and torch.allclose(gc, rc, atol=1e-5)
-    # double-precision numerical gradient check of the sampled implementation
+    emb0 = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    centres0 = torch.randn(40, 6, generator=g, dtype=torch.float64) * 0.01
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        fn = MultiLabelClusterDiscrimination(40, 6, sample_ratio=1.0, num_positive=8).to(dtype)
+        with torch.no_grad():
+            fn.centres.copy_(centres0.to(dtype))
+        emb = emb0.to(dtype).requires_grad_(True)
+        loss = fn(emb, labels).loss
+        ge, gc = torch.autograd.grad(loss, [emb, fn.centres])
+        centres = fn.centres.detach().clone().requires_grad_(True)
+        emb2 = emb.detach().clone().requires_grad_(True)
+        ref = dense_cluster_discrimination_loss(emb2, centres, labels)
+        re, rc = torch.autograd.grad(ref, [emb2, centres])
+        assert ref.dtype == loss.dtype == dtype
+        assert torch.allclose(loss, ref, rtol=tol, atol=0.0)
+        for got, want in ((ge, re), (gc, rc)):
+            assert float((got - want).abs().max()) <= tol * float(want.abs().max()), (dtype, got, want)
+
+def test_sampled_loss_gradcheck_in_double() -> None:
+    """Double-precision numerical gradient check of the sampled implementation."""
+    torch.manual_seed(0)
     fn64 = MultiLabelClusterDiscrimination(12, 3, sample_ratio=1.0).double()
     lab = torch.tensor([[0, 5], [3, -1]])
     e64 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
