@@ -224,7 +224,7 @@ class _Schedule:
                                     cfg.temporal_coord)
         canvases = core.tok.pack_canvases(plan, images, cfg.patch_size, cfg.merge_size)
         k = self.num_groups
-        canvas = np.asarray(rec["canvas"], dtype=np.int32) + np.int32(self.num_canvases)
+        canvas = np.asarray(rec["canvas"], dtype=np.int32)  # indexes this piece's canvases; + first_canvas: global
         pos = np.array(rec["pos_thw"], dtype=np.int32)
         if cfg.temporal_coord == "slot":
             pos[:, 0] += np.int32(slot0)
@@ -275,8 +275,10 @@ class _Schedule:
 def _concat(pieces: List[VisualTokens], meta: dict) -> VisualTokens:
     cat = lambda name: torch.cat([getattr(p, name) for p in pieces])  # noqa: E731
     keys = ("start_s", "end_s", "bit_cost", "num_p")
+    # a piece's canvas indices count its own canvases; in the whole they count from the start of the stream
+    canvas = torch.cat([p.canvas + int(p.meta["first_canvas"]) for p in pieces])
     return VisualTokens(
-        canvases=cat("canvases"), canvas_kind=cat("canvas_kind"), canvas=cat("canvas"), frame=cat("frame"),
+        canvases=cat("canvases"), canvas_kind=cat("canvas_kind"), canvas=canvas, frame=cat("frame"),
         t_s=cat("t_s"), can_hw=cat("can_hw"), src_hw=cat("src_hw"), group=cat("group"), pos_thw=cat("pos_thw"),
         groups={k: torch.cat([p.groups[k] for p in pieces]) for k in keys}, meta=meta,
     )
@@ -296,7 +298,9 @@ class StreamTokenizer:
             (back-pressure: it bounds the bytes held and the latency between feeding and emitting).
 
     :meth:`feed` and :meth:`close` return the groups that closed meanwhile, each a :class:`VisualTokens` holding one
-    group's canvases and records with global canvas, group and temporal indices. Not thread-safe: feed from one
+    group's canvases and records: ``canvas`` indexes the piece's own ``canvases`` (so ``patches()`` and
+    ``model_inputs()`` work on each piece; ``meta["first_canvas"]`` is the count of canvases emitted before it), group
+    and temporal indices are global. Not thread-safe: feed from one
     thread. ``config.timeout_s`` (> 0) bounds how long one call waits for the decoder to make progress
     (:class:`~ov2_tokenizer.errors.DecodeTimeout`).
     """

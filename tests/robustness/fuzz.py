@@ -9,14 +9,19 @@ Targets:
            score_frame, resize_area / resize_bilinear, canvas_size, allocate + pack_records + pack_canvases,
            group_of_time, paste_blocks, percentile) with arrays, shapes and parameters drawn from the input.
            Allowed outcomes: results, or ValueError / TypeError (bad arguments are rejected, never crash).
+  tokenize bytes -> ``tokenize_video(bytes, mode=...)`` in each of the five modes (small configs), or the bytes fed in
+           chunks to a ``StreamTokenizer`` (the push source and its background decoder). Seeded like ``decode``.
+           Allowed outcomes: tokens that keep the harness's invariants (``harness._check_tokens``), or an
+           ``ov2_tokenizer.errors`` exception naming ``<bytes>`` (``<stream>`` for the stream tokenizer).
 
 Any other exception, a signal (a sanitizer report, a segfault) or a hang is a crash: libFuzzer writes the input to
 ``tests/robustness/regressions/`` (decode) or ``tests/robustness/regressions/tok/`` (tok), where the test suite
-replays it. Coverage guidance: atheris instruments the Python layer; the C++ core is not instrumented unless built
+replays it (``tokenize/`` for the tokenize target). Coverage guidance: atheris instruments the Python layer; the C++ core is not instrumented unless built
 with clang's ``-fsanitize=fuzzer-no-link`` (GCC here), so on this machine the native code is fuzzed by mutation
 with Python-level guidance only.
 
-    python tests/robustness/fuzz.py --seconds 60 --jobs 2          # both targets, parallel processes
+    python tests/robustness/fuzz.py --seconds 60 --jobs 3          # the three targets, parallel processes
+    python tests/robustness/fuzz.py --targets tokenize --jobs 2     # two processes of one target
     python tests/robustness/fuzz.py --target decode --seconds 60   # one target in this process
     python tests/robustness/fuzz.py --replay FILE...               # run inputs once (regression check)
 """
@@ -34,6 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REG = HERE / "regressions"
 REG_TOK = REG / "tok"
+REG_TOKENIZE = REG / "tokenize"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,11 +166,60 @@ def tok_one(data: bytes) -> None:
         pass
 
 
-TARGETS = {"decode": decode_one, "tok": tok_one}
+#: Small configs: every stage of every mode runs, at a fraction of the default cost (as test_determinism_matrix).
+TOKENIZE_CFG = dict(num_frames=16, max_canvases=4, max_pixels=12544, ovenc_slots=8, ovenc_size=64, ovenc_patch=16,
+                    ovenc_topk=64, timeout_s=5.0)
+TOKENIZE_MODES = ("codec_stream", "frames", "image", "ovenc_topk", "cope", "stream")
+
+
+def tokenize_one(data: bytes) -> None:
+    """Control byte: mode (low 3 bits, mod 6), threads 1 or 2 (bit 3), on_error skip / raise (bit 4), the stream's
+    chunk size 1 KiB or 7 bytes (bit 5), the stream seekable (bit 6: an MP4 with its moov at the end); then the video
+    bytes."""
+    import ov2_tokenizer as ov2
+    from ov2_tokenizer import errors
+
+    sys.path.insert(0, str(HERE))
+    from harness import _check_tokens
+
+    if len(data) < 2:
+        return
+    ctl, body = data[0], data[1:]
+    mode = TOKENIZE_MODES[(ctl & 7) % len(TOKENIZE_MODES)]
+    cfg = dict(TOKENIZE_CFG, num_threads=1 + ((ctl >> 3) & 1), on_error=("skip", "raise")[(ctl >> 4) & 1])
+    if mode == "cope":
+        cfg.update(num_frames=4, max_canvases=2)
+    expected_source = "<bytes>"
+    try:
+        if mode == "stream":
+            expected_source = "<stream>"
+            st = ov2.StreamTokenizer(ov2.TokenizerConfig(schedule="stream", **cfg), keep=True,
+                                     seekable=bool(ctl & 0x40))
+            chunk = 7 if ctl & 0x20 else 1024
+            groups = []
+            try:
+                for i in range(0, len(body), chunk):
+                    groups += st.feed(body[i:i + chunk])
+                groups += st.close()
+            finally:
+                st.close()  # idempotent; stops the background decoder on an error
+            vts = groups
+        else:
+            vts = [ov2.tokenize_video(body, mode=mode, **cfg)]
+        for vt in vts:
+            bad = _check_tokens(vt)
+            if bad:
+                raise AssertionError(f"{mode}: {bad}")
+    except errors.Ov2Error as e:
+        if e.source != expected_source or isinstance(e, errors.ConfigError):
+            raise AssertionError(f"{mode}: error does not name the source: {e!r}") from e
+
+
+TARGETS = {"decode": decode_one, "tok": tok_one, "tokenize": tokenize_one}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def write_seeds(d: Path) -> None:
+def write_seeds(d: Path, controls=(0, 1, 2, 0x45)) -> None:
     sys.path.insert(0, str(HERE))
     import corpus
 
@@ -178,7 +233,7 @@ def write_seeds(d: Path) -> None:
             corpus.encode(p, size=(64, 96), frames=kw.pop("frames", 8), **kw)
         except Exception:  # noqa: BLE001 - an encoder missing here
             continue
-        for ctl in (0, 1, 2, 0x45):
+        for ctl in controls:
             (d / f"{ctl:02x}_{name}").write_bytes(bytes([ctl]) + p.read_bytes())
         p.unlink()
 
@@ -189,14 +244,15 @@ def run_target(target: str, seconds: int, workdir: Path) -> int:
     with atheris.instrument_imports():
         import ov2_tokenizer  # noqa: F401
         from ov2_tokenizer import video  # noqa: F401
-    art = (REG_TOK if target == "tok" else REG)
+    art = {"tok": REG_TOK, "tokenize": REG_TOKENIZE}.get(target, REG)
     art.mkdir(parents=True, exist_ok=True)
     args = [sys.argv[0], f"-max_total_time={seconds}", "-print_final_stats=1", "-timeout=30", "-rss_limit_mb=4096",
-            f"-artifact_prefix={art}/fuzz_{target}_", "-max_len=65536" if target == "decode" else "-max_len=4096"]
+            f"-artifact_prefix={art}/fuzz_{target}_", "-max_len=4096" if target == "tok" else "-max_len=65536"]
     corpus_dir = workdir / f"corpus_{target}"
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    if target == "decode" and not any(corpus_dir.iterdir()):
-        write_seeds(corpus_dir)
+    if target != "tok" and not any(corpus_dir.iterdir()):
+        # decode: skip / raise / repeat, 1-2 threads, RGB; tokenize: each mode, and the stream in 7-byte chunks
+        write_seeds(corpus_dir, (0, 1, 2, 0x45) if target == "decode" else (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45))
     args.append(str(corpus_dir))
     atheris.Setup(args, TARGETS[target])
     atheris.Fuzz()
@@ -207,13 +263,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--target", choices=sorted(TARGETS))
+    ap.add_argument("--target", choices=sorted(TARGETS), help="run one target in this process")
+    ap.add_argument("--targets", default="decode,tok,tokenize",
+                    help="parent: the targets its jobs cycle through (comma-separated; default all three)")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "ov2_fuzz"))
     ap.add_argument("--replay", nargs="*")
     a = ap.parse_args()
     if a.replay is not None:
         for f in a.replay:
-            target = "tok" if Path(f).parent.name == "tok" else "decode"
+            target = Path(f).parent.name if Path(f).parent.name in ("tok", "tokenize") else "decode"
             TARGETS[target](Path(f).read_bytes())
             print(f"replayed {f}: ok")
         return 0
@@ -224,9 +282,13 @@ def main() -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(HERE.parents[1] / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t0 = time.time()
+    cycle = [t for t in a.targets.split(",") if t]
+    unknown = [t for t in cycle if t not in TARGETS]
+    if unknown or not cycle:
+        ap.error(f"--targets: unknown {unknown}, choose from {sorted(TARGETS)}")
     procs = []
     for j in range(a.jobs):
-        target = ("decode", "tok")[j % 2]
+        target = cycle[j % len(cycle)]
         wd = Path(a.workdir) / f"job{j}"
         wd.parent.mkdir(parents=True, exist_ok=True)
         log = open(wd.with_suffix(".log"), "w")

@@ -38,16 +38,23 @@ def feed_chunks(st: StreamTokenizer, data: bytes, chunk: int = 4096):
 
 
 def check_pieces(groups, whole):
-    """Emitted pieces carry global indices and concatenate to the whole-file result."""
-    canvas0 = 0
+    """Emitted pieces are self-contained (their canvas indices count their own canvases, so each piece's patches are
+    the whole's rows), carry global group and time indices and concatenate to the whole-file result."""
+    canvas0, row0 = 0, 0
+    whole_patches = whole.patches()
     for k, g in enumerate(groups):
         assert g.groups["start_s"].shape == (1,)
         assert torch.all(g.group == k)
-        assert int(g.canvas.min()) == canvas0 and int(g.canvas.max()) == canvas0 + g.num_canvases - 1
+        assert g.meta["first_canvas"] == canvas0
+        assert int(g.canvas.min()) == 0 and int(g.canvas.max()) == g.num_canvases - 1
+        assert torch.equal(g.canvas + canvas0, whole.canvas[row0:row0 + g.num_tokens])
+        assert torch.equal(g.patches(), whole_patches[row0:row0 + g.num_tokens])
+        assert g.model_inputs()["pixel_values"].shape[0] == g.num_tokens
         assert g.canvas_kind[0] == 0 and torch.all(g.canvas_kind[1:] == 1)  # [I, P, ...]
         assert int(g.groups["num_p"][0]) == g.num_canvases - 1 >= 0
         canvas0 += g.num_canvases
-    assert canvas0 == whole.num_canvases
+        row0 += g.num_tokens
+    assert canvas0 == whole.num_canvases and row0 == whole.num_tokens
     assert torch.equal(torch.cat([g.pos_thw for g in groups]), whole.pos_thw)
 
 
