@@ -174,11 +174,15 @@ def tokenize_cope(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
     if not i_imgs:
         raise CorruptVideoError(video.name, "no I-frame could be decoded")
 
-    # drop what the stream did not deliver
-    gk = np.array([s for s in g_start.tolist() if s in i_imgs], dtype=np.int64)
-    gk_end = np.array([e for s, e in zip(g_start.tolist(), g_end.tolist()) if s in i_imgs], dtype=np.int64)
-    if not done.all():  # (a full selection would copy the Δ tensors for nothing)
-        s_end, s_ref, motion, residual, step_ts = s_end[done], s_ref[done], motion[done], residual[done], step_ts[done]
+    # drop what the stream did not deliver: groups whose I-frame is missing, with their steps (a step of such a
+    # group would otherwise be counted after the previous delivered I-frame, or before the first one), and steps
+    # whose frames are missing
+    delivered = np.array([s in i_imgs for s in g_start.tolist()], dtype=bool)
+    gk, gk_end = g_start[delivered].astype(np.int64), g_end[delivered].astype(np.int64)
+    step_group = np.searchsorted(g_start, s_end, side="right") - 1
+    keep = done & (step_group >= 0) & delivered[np.maximum(step_group, 0)]
+    if not keep.all():  # (a full selection would copy the Δ tensors for nothing)
+        s_end, s_ref, motion, residual, step_ts = s_end[keep], s_ref[keep], motion[keep], residual[keep], step_ts[keep]
     after_i = (np.searchsorted(gk, s_end, side="right") - 1).astype(np.int32)
 
     frames_i = gk.tolist()
