@@ -75,7 +75,7 @@ ASAN_ENV = OV2_CORE_DIR=$(ASAN_BUILD) LD_PRELOAD="$(ASAN_LIBS)" OMP_NUM_THREADS=
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:detect_odr_violation=0 \
     UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 60
-FUZZ_JOBS ?= 2
+FUZZ_JOBS ?= 3
 
 .PHONY: asan asan-build leak-check fuzz robustness tsan
 
