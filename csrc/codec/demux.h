@@ -61,6 +61,7 @@ class Demuxer {
   bool truncated_ = false;
   int read_errors_ = 0;
   int64_t packets_read_ = 0;
+  int64_t source_bytes_ = -1;  // a regular file's or the bytes' size (-1: unknown, e.g. a pipe or a push source)
   std::chrono::steady_clock::time_point deadline_{};
   bool has_deadline_ = false;
 };

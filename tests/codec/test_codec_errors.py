@@ -345,3 +345,33 @@ def test_path_bytes_filelike_identical(int_motion_clip):
                 np.testing.assert_array_equal(getattr(pk, field), getattr(ref_pk, field))
             assert (info.codec, info.width, info.height, info.fps, info.time_base, info.num_frames) == (
                 ref_info.codec, ref_info.width, ref_info.height, ref_info.fps, ref_info.time_base, ref_info.num_frames)
+
+
+def test_file_replaced_between_reads_is_probed_again(tmp_path, faststart_clip):
+    """A reader remembers the container format and stream parameters of its first open for the later ones (the
+    packet table, frames, parallel decoders), keyed by the file's size: a file replaced by one of another size
+    (here the same streams remuxed into Matroska) is probed again and read correctly."""
+    mkv = tmp_path / "remuxed.mkv"
+    with av.open(str(faststart_clip.path)) as src, av.open(str(mkv), "w") as dst:
+        vin = src.streams.video[0]
+        vout = dst.add_stream_from_template(vin)
+        for pkt in src.demux(vin):
+            if pkt.dts is None:
+                continue
+            pkt.stream = vout
+            dst.mux(pkt)
+    assert mkv.stat().st_size != faststart_clip.path.stat().st_size
+    expected = [frame_digest(f) for f in ov2.open_video(mkv, num_threads=1).frames()]
+    assert len(expected) == faststart_clip.num_frames
+
+    target = tmp_path / "video"
+    target.write_bytes(faststart_clip.path.read_bytes())
+    for threads in (1, 2):
+        r = ov2.open_video(target, num_threads=threads)
+        assert r.info.container.startswith("mov")
+        first = [frame_digest(f) for f in r.frames()]  # the MP4, with the remembered format on the second open
+        target.write_bytes(mkv.read_bytes())
+        assert [frame_digest(f) for f in r.frames()] == expected
+        assert len(r.packets()) == len(expected)
+        target.write_bytes(faststart_clip.path.read_bytes())
+        assert [frame_digest(f) for f in r.frames()] == first
