@@ -220,7 +220,7 @@ TARGETS = {"decode": decode_one, "tok": tok_one, "tokenize": tokenize_one}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def write_seeds(d: Path, controls=(0, 1, 2, 0x45)) -> None:
+def write_seeds(d: Path, controls=(0, 1, 2, 0x45), images: bool = False) -> None:
     sys.path.insert(0, str(HERE))
     import corpus
 
@@ -237,6 +237,16 @@ def write_seeds(d: Path, controls=(0, 1, 2, 0x45)) -> None:
         for ctl in controls:
             (d / f"{ctl:02x}_{name}").write_bytes(bytes([ctl]) + p.read_bytes())
         p.unlink()
+    if images:  # still images for the image mode (control 2) and the others
+        for name, codec in (("h.png", "png"), ("i.jpg", "mjpeg")):
+            p = d / ("_" + name)
+            try:
+                corpus.encode_image(p, codec)
+            except Exception:  # noqa: BLE001 - an encoder missing here
+                continue
+            for ctl in (2, 0, 4):
+                (d / f"{ctl:02x}_{name}").write_bytes(bytes([ctl]) + p.read_bytes())
+            p.unlink()
 
 
 def run_target(target: str, seconds: int, workdir: Path) -> int:
@@ -253,7 +263,10 @@ def run_target(target: str, seconds: int, workdir: Path) -> int:
     corpus_dir.mkdir(parents=True, exist_ok=True)
     if target != "tok" and not any(corpus_dir.iterdir()):
         # decode: skip / raise / repeat, 1-2 threads, RGB; tokenize: each mode, and the stream in 7-byte chunks
-        write_seeds(corpus_dir, (0, 1, 2, 0x45) if target == "decode" else (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45))
+        if target == "decode":
+            write_seeds(corpus_dir)
+        else:
+            write_seeds(corpus_dir, (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45), images=True)
     args.append(str(corpus_dir))
     atheris.Setup(args, TARGETS[target])
     atheris.Fuzz()

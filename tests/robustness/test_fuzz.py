@@ -93,7 +93,7 @@ def test_decode_target_mutated_seeds(tmp_path):
 def test_tokenize_target_mutated_seeds(tmp_path):
     """The tokenize target (five modes and the stream tokenizer) on mutated seeds: tokens that keep their invariants,
     or typed errors naming the source."""
-    fuzz.write_seeds(tmp_path, (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45))
+    fuzz.write_seeds(tmp_path, (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45), images=True)
     rng = np.random.default_rng(2)
     seeds = sorted(tmp_path.iterdir())
     assert seeds
