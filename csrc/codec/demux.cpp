@@ -27,8 +27,8 @@ struct StreamProbe {
   std::vector<Stream> streams;
   int64_t start_time = 0, duration = 0;
   // The container format the first open detected, for a source of `format_bytes` bytes: later opens name it to
-  // avformat_open_input instead of running every demuxer's probe on the first kilobytes again (~0.4 ms per open,
-  // about a quarter of opening a small MP4). Kept apart from `ready`: formats without a header (MPEG-TS) use it too.
+  // avformat_open_input instead of running every demuxer's probe on the first kilobytes again (~0.15 ms per open
+  // of a small file, docs/decoding.md). Kept apart from `ready`: formats without a header (MPEG-TS) use it too.
   const AVInputFormat* input_format = nullptr;
   int64_t format_bytes = -1;
 
