@@ -134,11 +134,9 @@ def test_stream_index_that_is_not_video(tmp_path, shared_videos):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def _missing_decoder_video(tmp_path, faststart_clip) -> Path:
-    """A Matroska file whose video track declares a codec id no FFmpeg has a decoder for: the h264 track's
-    CodecID element "V_MPEG4/ISO/AVC" is rewritten in place to a same-length unknown id."""
-    src = tmp_path / "h264.mkv"
-    with av.open(str(faststart_clip.path)) as inp, av.open(str(src), "w") as out:
+def _remux(path: Path, dst: Path) -> Path:
+    """The video stream of ``path`` copied (no re-encoding) into the container ``dst``'s suffix names."""
+    with av.open(str(path)) as inp, av.open(str(dst), "w") as out:
         ist = inp.streams.video[0]
         ost = out.add_stream_from_template(ist)
         for pkt in inp.demux(ist):
@@ -146,6 +144,13 @@ def _missing_decoder_video(tmp_path, faststart_clip) -> Path:
                 continue
             pkt.stream = ost
             out.mux(pkt)
+    return dst
+
+
+def _missing_decoder_video(tmp_path, faststart_clip) -> Path:
+    """A Matroska file whose video track declares a codec id no FFmpeg has a decoder for: the h264 track's
+    CodecID element "V_MPEG4/ISO/AVC" is rewritten in place to a same-length unknown id."""
+    src = _remux(faststart_clip.path, tmp_path / "h264.mkv")
     data = src.read_bytes()
     old, new = b"V_MPEG4/ISO/AVC", b"V_OV2/NO/DECODR"
     assert len(old) == len(new) and data.count(old) == 1
@@ -351,15 +356,7 @@ def test_file_replaced_between_reads_is_probed_again(tmp_path, faststart_clip):
     """A reader remembers the container format and stream parameters of its first open for the later ones (the
     packet table, frames, parallel decoders), keyed by the file's size: a file replaced by one of another size
     (here the same streams remuxed into Matroska) is probed again and read correctly."""
-    mkv = tmp_path / "remuxed.mkv"
-    with av.open(str(faststart_clip.path)) as src, av.open(str(mkv), "w") as dst:
-        vin = src.streams.video[0]
-        vout = dst.add_stream_from_template(vin)
-        for pkt in src.demux(vin):
-            if pkt.dts is None:
-                continue
-            pkt.stream = vout
-            dst.mux(pkt)
+    mkv = _remux(faststart_clip.path, tmp_path / "remuxed.mkv")
     assert mkv.stat().st_size != faststart_clip.path.stat().st_size
     expected = [frame_digest(f) for f in ov2.open_video(mkv, num_threads=1).frames()]
     assert len(expected) == faststart_clip.num_frames

@@ -78,27 +78,27 @@ def test_tok_target_random_inputs():
         fuzz.tok_one(rng.integers(0, 256, size=int(rng.integers(0, 600)), dtype=np.uint8).tobytes())
 
 
+def _mutated(seed_dir: Path, seed: int, count: int, min_flips: int, max_flips: int):
+    """``count`` inputs: the seeds in turn, with random bytes after the control byte replaced, cut at random."""
+    rng = np.random.default_rng(seed)
+    seeds = sorted(seed_dir.iterdir())
+    assert seeds
+    for k in range(count):
+        data = bytearray(seeds[k % len(seeds)].read_bytes())
+        for pos in rng.integers(1, len(data), size=int(rng.integers(min_flips, max_flips))):
+            data[pos] = int(rng.integers(0, 256))
+        yield bytes(data[: int(rng.integers(2, len(data) + 1))])
+
+
 def test_decode_target_mutated_seeds(tmp_path):
     fuzz.write_seeds(tmp_path)
-    rng = np.random.default_rng(1)
-    seeds = sorted(tmp_path.iterdir())
-    assert seeds
-    for k in range(120):
-        data = bytearray(seeds[k % len(seeds)].read_bytes())
-        for pos in rng.integers(1, len(data), size=int(rng.integers(1, 40))):
-            data[pos] = int(rng.integers(0, 256))
-        fuzz.decode_one(bytes(data[: int(rng.integers(2, len(data) + 1))]))
+    for data in _mutated(tmp_path, 1, 120, 1, 40):
+        fuzz.decode_one(data)
 
 
 def test_tokenize_target_mutated_seeds(tmp_path):
     """The tokenize target (five modes and the stream tokenizer) on mutated seeds: tokens that keep their invariants,
     or typed errors naming the source."""
     fuzz.write_seeds(tmp_path, (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45), images=True)
-    rng = np.random.default_rng(2)
-    seeds = sorted(tmp_path.iterdir())
-    assert seeds
-    for k in range(90):
-        data = bytearray(seeds[k % len(seeds)].read_bytes())
-        for pos in rng.integers(1, len(data), size=int(rng.integers(0, 30))):
-            data[pos] = int(rng.integers(0, 256))
-        fuzz.tokenize_one(bytes(data[: int(rng.integers(2, len(data) + 1))]))
+    for data in _mutated(tmp_path, 2, 90, 0, 30):
+        fuzz.tokenize_one(data)
