@@ -75,6 +75,7 @@ class TokenizerConfig:
     ovenc_topk: int = 10368
     # cope
     cope_fusion: int = 1  # P-frames fused per Δ-step
+    cope_max_bytes: int = 2 << 30  # the Δ tensors' budget: at most this // (H·W·6.5) steps (num_frames caps them too)
     # decoding
     num_threads: Optional[int] = None
     on_error: str = "skip"
@@ -97,7 +98,7 @@ class TokenizerConfig:
 
         for n in ("patch_size", "merge_size", "min_pixels", "max_pixels", "num_frames", "max_canvases",
                   "valley_radius", "ovenc_slots", "ovenc_size", "ovenc_patch", "ovenc_topk", "cope_fusion",
-                  "stream_p_canvases", "stream_max_p_canvases"):
+                  "cope_max_bytes", "stream_p_canvases", "stream_max_p_canvases"):
             pos_int(n)
         for n in ("bin_s", "t_min_s", "t_max_s", "candidate_fps", "stream_group_s"):
             pos_float(n)

@@ -29,8 +29,10 @@ Bounded memory (nothing grows with the video length):
   CoPE's "uniform GOP sampling" for long videos); Δ-steps come only from the chosen GOPs;
 * at most ``cfg.num_frames`` Δ-steps are kept, chosen uniformly over the step list (``floor(linspace)``), which
   is uniform over time up to GOP boundaries; a kept step still fuses its own s frames relative to its own
-  reference frame r. Memory of the Δ tensors: P·(H·W·6 + H·W/2) bytes (≈ 1.4 GB for 256 steps of 720p — lower
-  ``num_frames`` for high resolutions);
+  reference frame r. Memory of the Δ tensors: P·(H·W·6 + H·W/2) bytes (≈ 1.4 GB for 256 steps of 720p), and
+  ``cfg.cope_max_bytes`` [2 GiB] caps it: at most ``cope_max_bytes // (H·W·6 + 2·⌈H/4⌉·⌈W/4⌉·4)`` steps (at
+  least one) are kept, chosen the same way (1080p: 159 steps, 4K: 39; ``meta["max_steps"]``,
+  ``meta["steps_capped_by_memory"]``), so a high-resolution video does not take gigabytes by default;
 * one decoding pass; only the RGB of the reference frame of the step in progress is held.
 
 Output: ``VisualTokens`` of the I-canvases; the Δ-steps in ``vt.groups``: ``delta_motion`` [P, H/4, W/4, 2]
@@ -55,7 +57,7 @@ from .frames_mode import frame_times, full_frame_tokens
 from .tokens import CANVAS_I, VisualTokens
 from .video import Frame, VideoReader
 
-__all__ = ["gop_starts", "plan_steps", "l0_field", "warp_bilinear", "tokenize_cope"]
+__all__ = ["gop_starts", "plan_steps", "step_bytes", "l0_field", "warp_bilinear", "tokenize_cope"]
 
 
 def gop_starts(video: VideoReader, times: np.ndarray) -> np.ndarray:
@@ -98,6 +100,15 @@ def plan_steps(starts: np.ndarray, num_frames: int, fusion: int, max_gops: int, 
     return starts[keep_g], bounds[keep_g + 1], ends_a, refs_a
 
 
+def step_bytes(height: int, width: int) -> int:
+    """Bytes of one Δ-step: ``delta_residual`` int16 [H, W, 3] + ``delta_motion`` float32 [⌈H/4⌉, ⌈W/4⌉, 2].
+
+    >>> step_bytes(720, 1280), (2 << 30) // step_bytes(1080, 1920), (2 << 30) // step_bytes(2160, 3840)
+    (5990400, 159, 39)
+    """
+    return height * width * 6 + (-(-height // 4)) * (-(-width // 4)) * 8
+
+
 def l0_field(frame: Frame, cells_hw: Tuple[int, int]) -> np.ndarray:
     """float32 [h4, w4, 2]: the frame's L0 vectors (dx, dy) in pixels, 0 where a cell has none."""
     f = frame.mv_field
@@ -131,9 +142,10 @@ def tokenize_cope(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
     if n < 1:
         raise CorruptVideoError(video.name, "the video stream has no frames")
     starts = gop_starts(video, times)
-    g_start, g_end, s_end, s_ref = plan_steps(starts, n, cfg.cope_fusion, cfg.max_canvases, cfg.num_frames)
     h, w = info.height, info.width
     cells = (-(-h // 4), -(-w // 4))
+    max_steps = min(cfg.num_frames, max(1, cfg.cope_max_bytes // step_bytes(h, w)))
+    g_start, g_end, s_end, s_ref = plan_steps(starts, n, cfg.cope_fusion, cfg.max_canvases, max_steps)
     hc, wc = core.tok.canvas_size(h, w, cfg.patch_size, cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
 
     # which step each frame feeds (motion) and which frames are references
@@ -221,6 +233,8 @@ def tokenize_cope(video: VideoReader, cfg: TokenizerConfig) -> VisualTokens:
             "canvas_hw": [hc, wc],
             "frame_hw": [h, w],
             "fusion": cfg.cope_fusion,
+            "max_steps": int(max_steps),
+            "steps_capped_by_memory": bool(max_steps < cfg.num_frames),
             "num_gops": int(starts.size),
             "gop_starts": [int(x) for x in starts],
             "i_frames": [int(x) for x in frames_i],

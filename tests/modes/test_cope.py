@@ -88,6 +88,26 @@ def test_cope_caps_steps_uniformly(moving_block_clip):
     assert one.num_canvases == 2
 
 
+def test_cope_caps_steps_by_memory(moving_block_clip):
+    """``cope_max_bytes`` bounds the Δ tensors: the steps are capped to what fits, chosen as ``num_frames`` would."""
+    path, _ = moving_block_clip
+    full = ov2.tokenize_video(path, mode="cope", cope_fusion=2, num_frames=1000)
+    assert full.meta["steps_capped_by_memory"] is False
+    steps = full.groups["delta_frame"].numpy()
+    h, w = full.meta["frame_hw"]
+    per_step = C.step_bytes(h, w)
+    assert per_step == full.groups["delta_residual"][0].nbytes + full.groups["delta_motion"][0].nbytes
+    capped = ov2.tokenize_video(path, mode="cope", cope_fusion=2, num_frames=1000, cope_max_bytes=3 * per_step + 7)
+    sel = np.floor(np.linspace(0, steps.size - 1, 3)).astype(int)
+    assert capped.groups["delta_frame"].tolist() == steps[sel].tolist()
+    assert capped.groups["delta_residual"].nbytes + capped.groups["delta_motion"].nbytes <= 3 * per_step + 7
+    assert capped.meta["max_steps"] == 3 and capped.meta["steps_capped_by_memory"] is True
+    one = ov2.tokenize_video(path, mode="cope", cope_fusion=2, num_frames=1000, cope_max_bytes=1)
+    assert one.groups["delta_frame"].tolist() == steps[:1].tolist()  # at least one step
+    with pytest.raises(ov2.errors.ConfigError, match="cope_max_bytes"):
+        ov2.TokenizerConfig(cope_max_bytes=0)
+
+
 def test_plan_steps_gop_sampling():
     starts = np.array([0, 10, 20, 30, 40], np.int64)
     gs, ge, ends, refs = C.plan_steps(starts, 45, 3, 2, 100)
