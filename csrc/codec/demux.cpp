@@ -229,7 +229,8 @@ void Demuxer::open(int stream_index, double timeout_s) {
     fmt_->flags |= AVFMT_FLAG_CUSTOM_IO;
   }
 
-  const AVInputFormat* known = (source_.probe && !source_.push) ? source_.probe->format_for(source_bytes_) : nullptr;
+  // (a push source's size is unknown, -1: it always probes)
+  const AVInputFormat* known = source_.probe ? source_.probe->format_for(source_bytes_) : nullptr;
 #if LIBAVFORMAT_VERSION_MAJOR < 59
   AVInputFormat* known_arg = const_cast<AVInputFormat*>(known);  // FFmpeg 4.x takes a non-const pointer
 #else
@@ -244,7 +245,7 @@ void Demuxer::open(int stream_index, double timeout_s) {
   }
   if (is_text_demuxer(fmt_->iformat->name))
     throw Error(ErrorKind::Open, name, std::string("not a video container (detected as '") + fmt_->iformat->name + "')");
-  if (source_.probe && !source_.push && !known) source_.probe->remember_format(fmt_->iformat, source_bytes_);
+  if (source_.probe && !known) source_.probe->remember_format(fmt_->iformat, source_bytes_);
 
   // Probing decodes the first frames of every stream (about 14 ms on 720p H.264); a source opened again (the packet
   // pre-pass, every parallel decoder) reuses the first probe where the container has a header that lists all its

@@ -15,9 +15,9 @@ Targets:
            ``ov2_tokenizer.errors`` exception naming ``<bytes>`` (``<stream>`` for the stream tokenizer).
 
 Any other exception, a signal (a sanitizer report, a segfault) or a hang is a crash: libFuzzer writes the input to
-``tests/robustness/regressions/`` (decode) or ``tests/robustness/regressions/tok/`` (tok), where the test suite
-replays it (``tokenize/`` for the tokenize target). Coverage guidance: atheris instruments the Python layer; the C++ core is not instrumented unless built
-with clang's ``-fsanitize=fuzzer-no-link`` (GCC here), so on this machine the native code is fuzzed by mutation
+``tests/robustness/regressions/`` (decode), ``regressions/tok/`` (tok) or ``regressions/tokenize/`` (tokenize),
+where the test suite replays it. Coverage guidance: atheris instruments the Python layer; the C++ core is not
+instrumented unless built with clang's ``-fsanitize=fuzzer-no-link`` (GCC here), so on this machine the native code is fuzzed by mutation
 with Python-level guidance only.
 
     python tests/robustness/fuzz.py --seconds 60 --jobs 3          # the three targets, parallel processes
@@ -40,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 REG = HERE / "regressions"
 REG_TOK = REG / "tok"
 REG_TOKENIZE = REG / "tokenize"
+#: Where each target's crash inputs go (and, by the folder's name, which target replays them).
+ARTIFACTS = {"decode": REG, "tok": REG_TOK, "tokenize": REG_TOKENIZE}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,6 +172,8 @@ def tok_one(data: bytes) -> None:
 TOKENIZE_CFG = dict(num_frames=16, max_canvases=4, max_pixels=12544, ovenc_slots=8, ovenc_size=64, ovenc_patch=16,
                     ovenc_topk=64, timeout_s=5.0)
 TOKENIZE_MODES = ("codec_stream", "frames", "image", "ovenc_topk", "cope", "stream")
+#: The tokenize seeds' control bytes: each mode; two threads; raise; the stream in 7-byte chunks; seekable.
+TOKENIZE_CONTROLS = (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45)
 
 
 def tokenize_one(data: bytes) -> None:
@@ -255,18 +259,16 @@ def run_target(target: str, seconds: int, workdir: Path) -> int:
     with atheris.instrument_imports():
         import ov2_tokenizer  # noqa: F401
         from ov2_tokenizer import video  # noqa: F401
-    art = {"tok": REG_TOK, "tokenize": REG_TOKENIZE}.get(target, REG)
+    art = ARTIFACTS[target]
     art.mkdir(parents=True, exist_ok=True)
     args = [sys.argv[0], f"-max_total_time={seconds}", "-print_final_stats=1", "-timeout=30", "-rss_limit_mb=4096",
             f"-artifact_prefix={art}/fuzz_{target}_", "-max_len=4096" if target == "tok" else "-max_len=65536"]
     corpus_dir = workdir / f"corpus_{target}"
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    if target != "tok" and not any(corpus_dir.iterdir()):
-        # decode: skip / raise / repeat, 1-2 threads, RGB; tokenize: each mode, and the stream in 7-byte chunks
-        if target == "decode":
-            write_seeds(corpus_dir)
-        else:
-            write_seeds(corpus_dir, (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45), images=True)
+    if target == "decode" and not any(corpus_dir.iterdir()):
+        write_seeds(corpus_dir)
+    elif target == "tokenize" and not any(corpus_dir.iterdir()):
+        write_seeds(corpus_dir, TOKENIZE_CONTROLS, images=True)
     args.append(str(corpus_dir))
     atheris.Setup(args, TARGETS[target])
     atheris.Fuzz()
@@ -285,7 +287,8 @@ def main() -> int:
     a = ap.parse_args()
     if a.replay is not None:
         for f in a.replay:
-            target = Path(f).parent.name if Path(f).parent.name in ("tok", "tokenize") else "decode"
+            name = Path(f).parent.name  # a file under a folder named like a target (tok/, tokenize/) is its input
+            target = name if name in ARTIFACTS else "decode"
             TARGETS[target](Path(f).read_bytes())
             print(f"replayed {f}: ok")
         return 0

@@ -99,6 +99,6 @@ def test_decode_target_mutated_seeds(tmp_path):
 def test_tokenize_target_mutated_seeds(tmp_path):
     """The tokenize target (five modes and the stream tokenizer) on mutated seeds: tokens that keep their invariants,
     or typed errors naming the source."""
-    fuzz.write_seeds(tmp_path, (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45), images=True)
+    fuzz.write_seeds(tmp_path, fuzz.TOKENIZE_CONTROLS, images=True)
     for data in _mutated(tmp_path, 2, 90, 0, 30):
         fuzz.tokenize_one(data)
