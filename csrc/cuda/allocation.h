@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cuda/common.h"
+#include "tokenize/allocation.h"
 
 namespace ov2::cuda {
 
@@ -18,21 +19,8 @@ struct AllocParams {
   double delta = 0.5;
 };
 
-// Same fields and meaning as tok::AllocResult (csrc/tokenize/allocation.h); host vectors.
-struct AllocOutput {
-  std::vector<int64_t> group_start, group_end;
-  std::vector<double> group_cost;
-  std::vector<int32_t> group_anchor, group_num_p, group_capacity, group_num_frames;
-  int64_t merges_empty = 0, merges_budget = 0;
-  std::vector<int32_t> cand_group;
-  std::vector<double> cand_weight, cand_cum;
-  std::vector<int32_t> cand_stratum;
-  std::vector<int8_t> canvas_kind;
-  std::vector<int32_t> canvas_group, canvas_frame, canvas_rank, canvas_lo, canvas_hi, canvas_widen;
-  std::vector<uint8_t> canvas_whole;
-  std::vector<int64_t> canvas_offset;
-  std::vector<int32_t> block_t, block_i, block_j;
-};
+// The CPU's record of an allocation (csrc/tokenize/allocation.h); host vectors.
+using AllocOutput = tok::AllocResult;
 
 // Per-frame step (one block per frame): at [n, nb] float64 = Ã (valid blocks), order [n, nb] int32 = valid block
 // indices by A descending (ties smaller index), valid [n] int64, weight [n] float64 = w_t. Device pointers.

@@ -190,15 +190,7 @@ AllocResult allocate(const int64_t* group_start, const int64_t* group_end, const
 
   for (size_t k = 0; k < G; ++k) {
     // I-canvas
-    r.canvas_kind.push_back(0);
-    r.canvas_group.push_back(static_cast<int32_t>(k));
-    r.canvas_frame.push_back(r.group_anchor[k]);
-    r.canvas_rank.push_back(-1);
-    r.canvas_lo.push_back(-1);
-    r.canvas_hi.push_back(-1);
-    r.canvas_widen.push_back(0);
-    r.canvas_whole.push_back(0);
-    r.canvas_offset.push_back(static_cast<int64_t>(r.block_t.size()));
+    r.add_i_canvas(static_cast<int32_t>(k), r.group_anchor[k]);
     const int64_t m = r.group_num_p[k];
     if (m == 0) continue;
     std::vector<int32_t> z;  // non-anchor candidate positions in time order
@@ -286,15 +278,8 @@ AllocResult allocate(const int64_t* group_start, const int64_t* group_end, const
         r.block_i.push_back(static_cast<int32_t>(c.idx / nbw));
         r.block_j.push_back(static_cast<int32_t>(c.idx % nbw));
       }
-      r.canvas_kind.push_back(1);
-      r.canvas_group.push_back(static_cast<int32_t>(k));
-      r.canvas_frame.push_back(-1);
-      r.canvas_rank.push_back(static_cast<int32_t>(rr));
-      r.canvas_lo.push_back(L <= H ? z[L] : -1);
-      r.canvas_hi.push_back(L <= H ? z[H] : -1);
-      r.canvas_widen.push_back(static_cast<int32_t>(widen));
-      r.canvas_whole.push_back(widen > 0 && L == 0 && H == nz - 1 ? 1 : 0);
-      r.canvas_offset.push_back(static_cast<int64_t>(r.block_t.size()));
+      r.add_p_canvas(static_cast<int32_t>(k), static_cast<int32_t>(rr), L <= H ? z[L] : -1, L <= H ? z[H] : -1,
+                     static_cast<int32_t>(widen), widen > 0 && L == 0 && H == nz - 1 ? 1 : 0);
     }
   }
   return r;

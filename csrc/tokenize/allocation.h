@@ -51,6 +51,26 @@ struct AllocResult {
   std::vector<uint8_t> canvas_whole;     // P: the range had to cover the whole group and widening ran
   std::vector<int64_t> canvas_offset;    // S + 1 offsets into block_*
   std::vector<int32_t> block_t, block_i, block_j;  // selected blocks (candidate position, block row, block col)
+
+  // Close a canvas whose blocks were just appended to block_* (canvas_offset starts with its leading 0).
+  void add_i_canvas(int32_t group, int32_t anchor) { add_canvas(0, group, anchor, -1, -1, -1, 0, 0); }
+  void add_p_canvas(int32_t group, int32_t rank, int32_t lo, int32_t hi, int32_t widen, uint8_t whole) {
+    add_canvas(1, group, -1, rank, lo, hi, widen, whole);
+  }
+
+ private:
+  void add_canvas(int8_t kind, int32_t group, int32_t frame, int32_t rank, int32_t lo, int32_t hi, int32_t widen,
+                  uint8_t whole) {
+    canvas_kind.push_back(kind);
+    canvas_group.push_back(group);
+    canvas_frame.push_back(frame);
+    canvas_rank.push_back(rank);
+    canvas_lo.push_back(lo);
+    canvas_hi.push_back(hi);
+    canvas_widen.push_back(widen);
+    canvas_whole.push_back(whole);
+    canvas_offset.push_back(static_cast<int64_t>(block_t.size()));
+  }
 };
 
 // group_start/end/cost: partition from gop_partition (contiguous bins). cand_t: candidate times (s),

@@ -453,15 +453,7 @@ static bool alloc_host(const std::vector<int64_t>& gs, const std::vector<int64_t
   r.cand_stratum = cs;
   r.canvas_offset.push_back(0);
   for (int64_t k = 0; k < G; ++k) {
-    r.canvas_kind.push_back(0);
-    r.canvas_group.push_back(static_cast<int32_t>(k));
-    r.canvas_frame.push_back(plan.anchor[k]);
-    r.canvas_rank.push_back(-1);
-    r.canvas_lo.push_back(-1);
-    r.canvas_hi.push_back(-1);
-    r.canvas_widen.push_back(0);
-    r.canvas_whole.push_back(0);
-    r.canvas_offset.push_back(static_cast<int64_t>(r.block_t.size()));
+    r.add_i_canvas(static_cast<int32_t>(k), plan.anchor[k]);
     for (int32_t rr = 0; rr < plan.num_p[k]; ++rr) {
       const int64_t c = plan.canvas_base[k] + 1 + rr;
       const oc::CanvasOut& o = co[static_cast<size_t>(c)];
@@ -470,15 +462,7 @@ static bool alloc_host(const std::vector<int64_t>& gs, const std::vector<int64_t
         r.block_i.push_back(bi[c * nb + q]);
         r.block_j.push_back(bj[c * nb + q]);
       }
-      r.canvas_kind.push_back(1);
-      r.canvas_group.push_back(static_cast<int32_t>(k));
-      r.canvas_frame.push_back(-1);
-      r.canvas_rank.push_back(rr);
-      r.canvas_lo.push_back(o.lo);
-      r.canvas_hi.push_back(o.hi);
-      r.canvas_widen.push_back(o.widen);
-      r.canvas_whole.push_back(o.whole);
-      r.canvas_offset.push_back(static_cast<int64_t>(r.block_t.size()));
+      r.add_p_canvas(static_cast<int32_t>(k), rr, o.lo, o.hi, o.widen, o.whole);
     }
   }
   return true;
