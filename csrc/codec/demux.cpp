@@ -167,8 +167,20 @@ Demuxer::Demuxer(const Source& source, int stream_index, double timeout_s) : sou
     if (::stat(source_.path.c_str(), &st) != 0)
       throw Error(ErrorKind::Open, name, std::string("cannot open: ") + std::strerror(errno));
     if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Open, name, "is a directory, not a video file");
-    if (S_ISREG(st.st_mode) && st.st_size == 0) throw Error(ErrorKind::Open, name, "empty file (0 bytes)");
-    if (S_ISREG(st.st_mode)) source_bytes_ = static_cast<int64_t>(st.st_size);
+    // A reader opens its source several times (the probe, the packet pass, each decoder) and FFmpeg's open(2) of a
+    // named pipe without a writer blocks for ever, before any timeout can act: only regular files are opened by path.
+    if (!S_ISREG(st.st_mode)) {
+      const char* kind = S_ISFIFO(st.st_mode)  ? "a named pipe"
+                         : S_ISCHR(st.st_mode) ? "a character device"
+                         : S_ISBLK(st.st_mode) ? "a block device"
+                         : S_ISSOCK(st.st_mode) ? "a socket"
+                                                : "a special file";
+      throw Error(ErrorKind::Open, name,
+                  std::string("is ") + kind +
+                      ", not a regular file: pass its bytes or a file object, or feed it to a StreamTokenizer");
+    }
+    if (st.st_size == 0) throw Error(ErrorKind::Open, name, "empty file (0 bytes)");
+    source_bytes_ = static_cast<int64_t>(st.st_size);
   } else if (source_.data->empty()) {
     throw Error(ErrorKind::Open, name, "empty input (0 bytes)");
   } else {

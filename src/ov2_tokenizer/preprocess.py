@@ -216,6 +216,8 @@ def _read_local(path: str) -> bytes:
     if _is_url(path):
         raise VideoOpenError(path, "the local engine reads local files only; use --engine ray for URLs")
     try:
+        if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+            raise VideoOpenError(path, "not a regular file (a named pipe or device)")  # open() of a pipe may block
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:

@@ -3,7 +3,10 @@ before the cut and reports the cut; path, bytes and file-like sources give ident
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,34 @@ def test_directory(tmp_path):
     with pytest.raises(errors.VideoOpenError) as ei:
         ov2.open_video(d)
     _assert_names(ei.value, str(d))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_named_pipe_and_device_are_refused_without_blocking(tmp_path):
+    """Only regular files are opened by path: a named pipe without a writer used to block in open(2) for ever (no
+    timeout can act there), and a reader opens its source several times, which a pipe cannot serve. Run in a child
+    process so that a regression fails on its timeout instead of hanging the suite."""
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    code = (
+        "import sys, ov2_tokenizer as ov2\n"
+        "from ov2_tokenizer import errors\n"
+        "for p in sys.argv[1:]:\n"
+        "    for call in (lambda: ov2.open_video(p, timeout_s=2.0), lambda: ov2.tokenize_video(p, mode='frames')):\n"
+        "        try:\n"
+        "            call()\n"
+        "        except errors.VideoOpenError as e:\n"
+        "            print(e.source, '|', e.cause)\n"
+    )
+    devices = [d for d in ("/dev/null",) if os.path.exists(d)]
+    out = subprocess.run([sys.executable, "-c", code, str(fifo), *devices], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == [f"{fifo} | is a named pipe, not a regular file: pass its bytes or a file object, or feed it "
+                         "to a StreamTokenizer"] * 2, out.stdout
+    for d, line in zip(devices, lines[2::2]):
+        assert line.startswith(f"{d} | is a character device, not a regular file"), line
 
 
 def test_zero_byte_file(tmp_path):

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,37 @@ def test_safetensors_format_and_missing_file(corpus, references, tmp_path):
     assert key == NAMED_KEY and vt.equal(references[NAMED_KEY]) and meta["format"] == "safetensors"
     fail = json.loads((out / "failures.jsonl").read_text())
     assert fail["key"] == "missing" and fail["error"] == "VideoOpenError" and "No such file" in fail["message"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_named_pipe_in_the_manifest_is_a_failure_not_a_hang(corpus, tmp_path):
+    """open() of a named pipe blocks until a writer comes: the local engine refuses it as a recorded failure. A
+    watchdog writer unblocks a regression after 20 s, which then fails on the message instead of hanging."""
+    import threading
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def watchdog():
+        if done.wait(20):
+            return
+        while not done.is_set():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while no reader waits
+            except OSError:
+                time.sleep(0.1)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    try:
+        items = [it for it in read_preprocess_manifest(corpus["manifest"]) if it.key == NAMED_KEY]
+        pipe = dataclass_replace(items[0], index=1, key="pipe", path=str(fifo))
+        s = preprocess([pipe], tmp_path / "out", engine="local", workers=0, config=BASE)
+    finally:
+        done.set()
+    assert (s.videos, s.failed) == (0, 1)
+    fail = json.loads((tmp_path / "out" / "failures.jsonl").read_text())
+    assert fail["key"] == "pipe" and fail["error"] == "VideoOpenError" and "not a regular file" in fail["message"]
 
 
 def dataclass_replace(obj, **kw):
