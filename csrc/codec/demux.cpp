@@ -248,8 +248,10 @@ void Demuxer::open(int stream_index, double timeout_s) {
 #else
   const AVInputFormat* known_arg = known;
 #endif
-  int ret = avformat_open_input(&fmt_, (source_.data || source_.push) ? nullptr : source_.path.c_str(), known_arg,
-                                nullptr);
+  // A path is always a file: "file:" keeps FFmpeg from reading a protocol into a file name ("pipe:0" would read
+  // stdin, "http:clip.mp4" the network); the file protocol strips exactly this prefix.
+  const std::string url = (source_.data || source_.push) ? std::string() : "file:" + source_.path;
+  int ret = avformat_open_input(&fmt_, url.empty() ? nullptr : url.c_str(), known_arg, nullptr);
   if (ret < 0) {  // avformat_open_input frees fmt_ on failure
     fmt_ = nullptr;
     if (timed_out()) throw Error(ErrorKind::Timeout, name, "timed out while opening");

@@ -81,6 +81,29 @@ def test_named_pipe_and_device_are_refused_without_blocking(tmp_path):
         assert line.startswith(f"{d} | is a character device, not a regular file"), line
 
 
+def test_file_names_that_look_like_protocols_are_files(tmp_path, faststart_clip):
+    """A path is opened as a file whatever it looks like: a file named ``pipe:0`` is that file, not standard input
+    (which FFmpeg would read, and which here is a pipe nobody writes to), and ``http:clip.mp4`` is not a URL. In a
+    child process so that a regression fails on its timeout instead of hanging the suite."""
+    data = faststart_clip.path.read_bytes()
+    for name in ("pipe:0", "http:clip.mp4"):
+        (tmp_path / name).write_bytes(data)
+    code = ("import ov2_tokenizer as ov2\n"
+            "for p in ('pipe:0', 'http:clip.mp4'):\n"
+            "    r = ov2.open_video(p)\n"
+            "    print(p, sum(1 for _ in r.frames(with_luma=False)))\n")
+    with subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=120)  # stdin stays open and empty until then
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err
+    n = faststart_clip.num_frames
+    assert out.splitlines() == [f"pipe:0 {n}", f"http:clip.mp4 {n}"], out
+
+
 def test_zero_byte_file(tmp_path):
     p = tmp_path / "empty.mp4"
     p.write_bytes(b"")
