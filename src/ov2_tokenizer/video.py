@@ -189,7 +189,8 @@ def _source_args(source: VideoSource) -> tuple[object, str]:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise errors.VideoOpenError(label, "the file-like object must be opened in binary mode")
         return bytes(data), label
-    raise errors.VideoOpenError(repr(source)[:80], "source must be a path, bytes or a binary file-like object")
+    raise errors.VideoOpenError(f"<{type(source).__name__}>", "source must be a path, bytes or a binary file-like "
+                                f"object, not {type(source).__name__}")
 
 
 def _default_threads() -> int:

@@ -319,8 +319,13 @@ def test_invalid_options(faststart_clip):
         ov2.open_video(faststart_clip.path, num_threads=-1)
     with pytest.raises(errors.ConfigError):
         list(ov2.open_video(faststart_clip.path).frames([-1]))
-    with pytest.raises(errors.VideoOpenError):
+    with pytest.raises(errors.VideoOpenError) as ei:
         ov2.open_video(12345)
+    _assert_names(ei.value, "<int>")
+    with pytest.raises(errors.VideoOpenError) as ei:
+        ov2.open_video(np.zeros(1000, np.uint8))  # names the type, not a repr of the data
+    _assert_names(ei.value, "<ndarray>")
+    assert "not ndarray" in ei.value.cause
     with pytest.raises(errors.VideoOpenError):
         ov2.open_video(io.StringIO("text mode"))
 
