@@ -17,6 +17,7 @@ from .errors import (
     DecodeTimeout,
     NoVideoStreamError,
     Ov2Error,
+    TokensFileError,
     UnsupportedCodecError,
     VideoOpenError,
 )
@@ -69,4 +70,5 @@ __all__ = [
     "CorruptVideoError",
     "ConfigError",
     "DecodeTimeout",
+    "TokensFileError",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "CorruptVideoError",
     "ConfigError",
     "DecodeTimeout",
+    "TokensFileError",
 ]
 
 
@@ -58,3 +59,8 @@ class ConfigError(Ov2Error, ValueError):
 
 class DecodeTimeout(Ov2Error, TimeoutError):
     """Decoding ran past the caller's ``timeout_s``."""
+
+
+class TokensFileError(Ov2Error):
+    """A saved ``VisualTokens`` file (``.npz`` / ``.safetensors``) that is missing, not a tokens file, damaged, or
+    whose arrays do not fit together."""

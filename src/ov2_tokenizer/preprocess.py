@@ -824,35 +824,6 @@ def _run_ray(waves: List[List[Dict[str, Any]]], accept: Callable[[Dict[str, Any]
 # -- reading shards -----------------------------------------------------------------------------------------
 
 
-def _tokens_from_bytes(data: bytes, fmt: str) -> Any:
-    """``VisualTokens.load`` of an in-memory ``.npz`` / ``.safetensors`` file."""
-    import torch
-
-    from .tokens import VisualTokens
-
-    if fmt == "safetensors":
-        from safetensors.numpy import load as st_load
-
-        arrays = st_load(bytes(data))
-        (n,) = np.frombuffer(bytes(data[:8]), dtype="<u8")
-        header = json.loads(bytes(data[8:8 + int(n)]).decode("utf-8"))
-        meta = json.loads((header.get("__metadata__") or {}).get("meta", "{}"))
-    elif fmt == "npz":
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    else:
-        raise ConfigError("format", f"must be one of {FORMATS}, got {fmt!r}")
-    names = [f.name for f in dataclasses.fields(VisualTokens) if f.name not in ("groups", "meta")]
-    missing = [n for n in names if n not in arrays]
-    if missing:
-        raise ConfigError("tokens", f"the {fmt} data lacks the arrays {missing}")
-    groups = {k.split(".", 1)[1]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
-              if k.startswith("groups.")}
-    tensors = {n: torch.from_numpy(np.ascontiguousarray(arrays[n])) for n in names}
-    return VisualTokens(groups=groups, meta=meta, **tensors)
-
-
 def decode_sample(sample: Mapping[str, Any]) -> Tuple[str, Any, Dict[str, Any]]:
     """A raw webdataset sample (``{"__key__", "tokens.npz" | "tokens.safetensors", "json"}`` of bytes) ->
     ``(key, VisualTokens, meta)``. Use it as ``wds.WebDataset(urls).map(decode_sample)``."""
@@ -865,7 +836,10 @@ def decode_sample(sample: Mapping[str, Any]) -> Tuple[str, Any, Dict[str, Any]]:
         raise ConfigError(f"{sample.get('__url__', '<shard>')}:{key}", "sample has no tokens.npz / tokens.safetensors")
     raw = sample.get("json")
     meta = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw) if raw else {}
-    return key.rsplit("/", 1)[-1], _tokens_from_bytes(data, fmt), meta
+    from .tokens import VisualTokens
+
+    name = f"{sample.get('__url__', '<shard>')}:{key}"
+    return key.rsplit("/", 1)[-1], VisualTokens.from_bytes(data, fmt, name=name), meta
 
 
 def _iter_tar_plain(path: str) -> Iterator[Dict[str, Any]]:

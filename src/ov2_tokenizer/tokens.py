@@ -11,6 +11,7 @@ merge block are consecutive, as the encoder's merger expects.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,12 +21,19 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from . import errors
+
 __all__ = ["VisualTokens", "CANVAS_I", "CANVAS_P", "CANVAS_FRAME", "CANVAS_IMAGE"]
 
 CANVAS_I, CANVAS_P, CANVAS_FRAME, CANVAS_IMAGE = 0, 1, 2, 3
 _KIND_NAMES = {CANVAS_I: "I", CANVAS_P: "P", CANVAS_FRAME: "frame", CANVAS_IMAGE: "image"}
 
 _RECORDS = ("canvas", "frame", "t_s", "can_hw", "src_hw", "group", "pos_thw")
+#: dtype and trailing shape of every array (records have N rows, canvas_kind S, canvases [S, 3, Hc, Wc]).
+_LAYOUT = {"canvases": (torch.uint8, (3, None, None)), "canvas_kind": (torch.int8, ()), "canvas": (torch.int32, ()),
+           "frame": (torch.int32, ()), "t_s": (torch.float32, ()), "can_hw": (torch.int16, (2,)),
+           "src_hw": (torch.int16, (2,)), "group": (torch.int32, ()), "pos_thw": (torch.int32, (3,))}
+_FORMATS = ("npz", "safetensors")
 _GROUP_FIELDS = ("start_s", "end_s", "bit_cost", "num_p")
 
 
@@ -153,21 +161,101 @@ class VisualTokens:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "VisualTokens":
+        """Reads what :meth:`save` wrote (``.safetensors`` by extension, else ``.npz``). A file that is missing,
+        not a tokens file, damaged or inconsistent raises :class:`~ov2_tokenizer.errors.TokensFileError` naming it."""
         path = Path(path)
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-            from safetensors.numpy import load_file
+        if not path.is_file():
+            raise errors.TokensFileError(str(path), "no such file" if not path.exists() else "not a regular file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise errors.TokensFileError(str(path), exc.strerror or str(exc)) from exc
+        return cls.from_bytes(data, "safetensors" if path.suffix == ".safetensors" else "npz", name=str(path))
 
-            arrays = load_file(str(path))
-            with safe_open(str(path), framework="numpy") as fh:
-                meta = json.loads((fh.metadata() or {}).get("meta", "{}"))
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-        groups = {k.split(".", 1)[1]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("groups.")}
-        t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in ("canvases", "canvas_kind") + _RECORDS}
-        return cls(groups=groups, meta=meta, **t)
+    @classmethod
+    def from_bytes(cls, data: Union[bytes, bytearray, memoryview], fmt: str = "npz",
+                   name: str = "<bytes>") -> "VisualTokens":
+        """:meth:`load` of a file's bytes (``fmt``: ``"npz"`` or ``"safetensors"``), e.g. a webdataset sample.
+
+            >>> import tempfile
+            >>> vt = VisualTokens.empty_like_geometry(num_canvases=1, canvas_hw=(28, 28))
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     data = vt.save(Path(d) / "tokens.npz").read_bytes()
+            >>> VisualTokens.from_bytes(data, "npz").equal(vt)
+            True
+        """
+        if fmt not in _FORMATS:
+            raise errors.ConfigError("format", f"must be one of {_FORMATS}, got {fmt!r}")
+        try:
+            if fmt == "safetensors":
+                from safetensors.numpy import load as st_load
+
+                arrays = st_load(bytes(data))
+                (n,) = np.frombuffer(bytes(data[:8]), dtype="<u8")
+                header = json.loads(bytes(data[8:8 + int(n)]).decode("utf-8"))
+                meta = json.loads((header.get("__metadata__") or {}).get("meta", "{}"))
+            else:
+                with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+                if "__meta__" not in arrays:
+                    raise errors.TokensFileError(name, "not a VisualTokens file (no __meta__ entry)")
+                meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+        except errors.Ov2Error:
+            raise
+        except Exception as exc:  # numpy's, zipfile's, safetensors' and json's errors for damaged or foreign bytes
+            raise errors.TokensFileError(name, f"not a readable {fmt} tokens file ({type(exc).__name__}: {exc})") from exc
+        missing = [k for k in _LAYOUT if k not in arrays]
+        if missing:
+            raise errors.TokensFileError(name, f"not a VisualTokens file (no arrays {missing})")
+        if not isinstance(meta, dict):
+            raise errors.TokensFileError(name, "meta is not a JSON object")
+        try:
+            groups = {k.split(".", 1)[1]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
+                      if k.startswith("groups.")}
+            t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in _LAYOUT}
+        except TypeError as exc:  # a dtype torch has no tensor for
+            raise errors.TokensFileError(name, f"unsupported array type ({exc})") from exc
+        vt = cls(groups=groups, meta=meta, **t)
+        problem = vt._layout_problem()
+        if problem:
+            raise errors.TokensFileError(name, problem)
+        return vt
+
+    def _layout_problem(self) -> Optional[str]:
+        """None when dtypes, shapes and indices fit together (every token on a patch cell of a canvas), else what
+        does not."""
+        if not isinstance(self.meta, dict):
+            return "meta is not a dict"
+        for k, (dtype, tail) in _LAYOUT.items():
+            a = getattr(self, k)
+            if not isinstance(a, torch.Tensor) or a.dtype != dtype or a.ndim != 1 + len(tail) or any(
+                    want is not None and got != want for got, want in zip(a.shape[1:], tail)):
+                shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+                return f"{k}: {getattr(a, 'dtype', '?')} {shape}, expected {dtype} [{', '.join(['n', *map(str, tail)])}]"
+        p, m = self.meta.get("patch_size", 14), self.meta.get("merge_size", 2)
+        if not (isinstance(p, int) and isinstance(m, int) and p >= 1 and m >= 1):
+            return f"patch_size {p!r} / merge_size {m!r} must be positive integers"
+        s, _, h, w = self.canvases.shape
+        if h % p or w % p:
+            return f"canvases of {h}x{w} are not a whole number of {p}-pixel patches"
+        if self.canvas_kind.shape[0] != s:
+            return f"canvas_kind has {self.canvas_kind.shape[0]} entries for {s} canvases"
+        n = self.canvas.shape[0]
+        for k in _RECORDS[1:]:
+            if getattr(self, k).shape[0] != n:
+                return f"{k} has {getattr(self, k).shape[0]} rows for {n} tokens"
+        if n:
+            canvas, hw = self.canvas.cpu(), self.can_hw.cpu().to(torch.int64)
+            if int(canvas.min()) < 0 or int(canvas.max()) >= s:
+                return f"a token's canvas index is outside 0..{s - 1}"
+            if int(hw.min()) < 0 or int(hw[:, 0].max()) >= h // p or int(hw[:, 1].max()) >= w // p:
+                return "a token's patch cell is outside its canvas"
+            if int(self.frame.min()) < -1:
+                return "a frame index is below -1"
+        for k, v in self.groups.items():
+            if not isinstance(v, torch.Tensor):
+                return f"groups.{k} is not an array"
+        return None
 
     # -- inspection ---------------------------------------------------------------------------------------
     def summary(self) -> str:
