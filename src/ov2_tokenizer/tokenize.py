@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional, Union
 
 import numpy as np
+import torch
 
 from .config import MODES, TokenizerConfig
 from .errors import ConfigError
@@ -87,11 +88,16 @@ def tokenize_video(
 def tokenize_image(
     source: Union[VideoSource, np.ndarray], config: Optional[TokenizerConfig] = None, device: str = "cpu", **overrides
 ) -> VisualTokens:
-    """Tokenizes an image at native resolution within [min_pixels, max_pixels]: an RGB uint8 H x W x 3 array,
-    or a path / bytes of an image file FFmpeg can decode (PNG, JPEG, ...) or of a video (first frame)."""
+    """Tokenizes an image at native resolution within [min_pixels, max_pixels]: an RGB uint8 H x W x 3 array (numpy,
+    a CPU or CUDA torch tensor, or anything with ``__array_interface__`` such as an RGB ``PIL.Image``), or a path /
+    bytes of an image file FFmpeg can decode (PNG, JPEG, ...) or of a video (first frame)."""
     from .frames_mode import tokenize_rgb_image
 
     cfg = _config(config, overrides)
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().numpy()
+    elif not isinstance(source, np.ndarray) and hasattr(source, "__array_interface__"):
+        source = np.asarray(source)
     if isinstance(source, np.ndarray):
         vt = tokenize_rgb_image(source, cfg)
     else:

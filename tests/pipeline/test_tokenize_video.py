@@ -123,6 +123,19 @@ def test_image_mode_native_resolution():
         ov2.tokenize_image(img, min_pixels=3136, max_pixels=3136)
 
 
+def test_image_from_a_tensor_or_a_pil_image():
+    """A torch tensor or an RGB PIL image gives the numpy array's tokens; other arrays keep the typed error."""
+    img = (np.arange(60 * 90 * 3) % 251).astype(np.uint8).reshape(60, 90, 3)
+    ref = ov2.tokenize_image(img)
+    assert ov2.tokenize_image(torch.from_numpy(img)).equal(ref)
+    PIL = pytest.importorskip("PIL.Image")
+    assert ov2.tokenize_image(PIL.fromarray(img)).equal(ref)
+    with pytest.raises(ov2.ConfigError, match="RGB"):
+        ov2.tokenize_image(PIL.fromarray(img[..., 0]))  # grey: H x W
+    with pytest.raises(ov2.ConfigError, match="RGB"):
+        ov2.tokenize_image(torch.zeros(3, 60, 90, dtype=torch.uint8))  # channels first
+
+
 def test_bad_config_and_mode(sample):
     with pytest.raises(ov2.ConfigError) as e:
         ov2.tokenize_video(sample, mode="nope")
