@@ -151,9 +151,23 @@ class TokenizerConfig:
         d = asdict(self)
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown TokenizerConfig field")
+            name = sorted(unknown)[0]
+            raise ConfigError(name, unknown_field_cause(name))
         d.update(changes)
         return TokenizerConfig(**d)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def unknown_field_cause(name: str) -> str:
+    """``"unknown TokenizerConfig field"``, with the closest field names when there are some.
+
+        >>> unknown_field_cause("max_canvas")
+        "unknown TokenizerConfig field (did you mean 'max_canvases'?)"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [f.name for f in fields(TokenizerConfig)], n=2, cutoff=0.75)
+    hint = " or ".join(repr(c) for c in close)
+    return "unknown TokenizerConfig field" + (f" (did you mean {hint}?)" if close else "")

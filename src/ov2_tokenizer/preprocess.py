@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 import numpy as np
 
-from .config import MODES, TokenizerConfig
+from .config import MODES, TokenizerConfig, unknown_field_cause
 from .errors import ConfigError, Ov2Error, VideoOpenError
 
 __all__ = [
@@ -176,7 +176,7 @@ def read_preprocess_manifest(path: Union[str, "os.PathLike[str]"]) -> List[Prepr
             raise ConfigError(where, f"config field {both[0]!r} given both at the top level and under \"config\"")
         unknown = sorted(set(cfg) - fields_)
         if unknown:
-            raise ConfigError(where, f"config field {unknown[0]}: unknown TokenizerConfig field")
+            raise ConfigError(where, f"config field {unknown[0]}: {unknown_field_cause(unknown[0])}")
         overrides = _tuple_lists({**cfg, **top})  # values are checked against the run's config by preprocess()
         raw.append((where, src, key, mode, overrides, obj))
     used: Dict[str, str] = {}

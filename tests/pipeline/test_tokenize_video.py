@@ -143,6 +143,14 @@ def test_bad_config_and_mode(sample):
     with pytest.raises(ov2.ConfigError) as e:
         ov2.tokenize_video(sample, max_canvases=0)
     assert "max_canvases" in str(e.value)
+    with pytest.raises(ov2.ConfigError) as e:  # a misspelt field names the one meant
+        ov2.tokenize_video(sample, max_canvas=4)
+    assert e.value.source == "max_canvas" and e.value.cause.endswith("(did you mean 'max_canvases'?)")
+    import doctest
+
+    from ov2_tokenizer import config
+
+    assert doctest.testmod(config).failed == 0
 
 
 def _share_near_bursts(vt: ov2.VisualTokens, window: float = 0.5) -> float:
