@@ -26,6 +26,7 @@ triple inside a pipeline of your own::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -47,7 +48,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 import numpy as np
 
 from .config import MODES, TokenizerConfig, unknown_field_cause
-from .errors import ConfigError, Ov2Error, VideoOpenError
+from .errors import ConfigError, Ov2Error, TokensFileError, VideoOpenError
 
 __all__ = [
     "PreprocessItem",
@@ -844,7 +845,7 @@ def decode_sample(sample: Mapping[str, Any]) -> Tuple[str, Any, Dict[str, Any]]:
 
 def _iter_tar_plain(path: str) -> Iterator[Dict[str, Any]]:
     sample: Dict[str, Any] = {}
-    with tarfile.open(path, "r:*") as tf:
+    with _typed_shard_errors(path), tarfile.open(path, "r:*") as tf:
         for m in tf:
             if not m.isfile():
                 continue
@@ -861,6 +862,22 @@ def _iter_tar_plain(path: str) -> Iterator[Dict[str, Any]]:
             sample[ext] = fh.read() if fh is not None else b""
     if sample:
         yield sample
+
+
+@contextlib.contextmanager
+def _typed_shard_errors(name: str) -> Iterator[None]:
+    """A damaged or foreign tar shard raises TokensFileError naming it (tarfile's, gzip's and I/O errors)."""
+    try:
+        yield
+    except Ov2Error:
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise TokensFileError(name, f"not a readable tar shard ({type(exc).__name__}: {exc})") from exc
+
+
+def _typed_samples(samples: Iterable[Mapping[str, Any]], name: str) -> Iterator[Mapping[str, Any]]:
+    with _typed_shard_errors(name):
+        yield from samples
 
 
 def _shard_urls(pattern: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]) -> List[str]:
@@ -908,7 +925,10 @@ def load_shards(pattern: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.
             if use_webdataset:
                 raise
     if wds is not None:
-        samples: Iterable[Mapping[str, Any]] = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+        name = urls[0] if len(urls) == 1 else (os.fspath(pattern) if isinstance(pattern, (str, os.PathLike))
+                                                else "shards")
+        samples: Iterable[Mapping[str, Any]] = _typed_samples(
+            wds.WebDataset(urls, shardshuffle=False, empty_check=False), name)
     else:
         samples = (s for u in urls for s in _iter_tar_plain(u))
     return (decode_sample(s) for s in samples)

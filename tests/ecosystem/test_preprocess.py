@@ -18,11 +18,12 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ov2_tokenizer as ov2
 from ov2_tokenizer.cli import main
-from ov2_tokenizer.errors import ConfigError, VideoOpenError
+from ov2_tokenizer.errors import ConfigError, TokensFileError, VideoOpenError
 from ov2_tokenizer.preprocess import (
     decode_sample,
     iter_shard,
@@ -214,6 +215,37 @@ def test_readers_agree_and_match_visual_tokens_load(local_run, tmp_path):
         list(load_shards(str(tmp_path / "nothing-*.tar")))
     with pytest.raises(VideoOpenError):
         list(load_shards(tmp_path / "missing.tar"))
+
+
+@pytest.mark.parametrize("use_webdataset", [False, True])
+def test_damaged_shards_raise_tokens_file_error(local_run, tmp_path, use_webdataset):
+    """Junk, a shard cut inside a member, and a shard whose tokens member is damaged: TokensFileError naming the
+    shard (or the shard and key), with either reader."""
+    if use_webdataset:
+        pytest.importorskip("webdataset")
+    shard = (local_run["out"] / "shard-000000.tar").read_bytes()
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(shard[:len(shard) // 2 + 100])
+    for p in (junk, cut):
+        with pytest.raises(TokensFileError) as ei:
+            list(load_shards(p, use_webdataset=use_webdataset))
+        assert ei.value.source == str(p), ei.value
+    # a member's bytes damaged (tar headers intact): the sample names shard and key
+    with tarfile.open(local_run["out"] / "shard-000000.tar") as tf:
+        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers()]
+    bad = tmp_path / "member.tar"
+    with tarfile.open(bad, "w") as tf:
+        for m, data in members:
+            if m.name.endswith(".tokens.npz"):
+                data = data[: len(data) // 2]
+                m.size = len(data)
+            tf.addfile(m, io.BytesIO(data))
+    with pytest.raises(TokensFileError) as ei:
+        list(load_shards(bad, use_webdataset=use_webdataset))
+    key = members[0][0].name.split(".", 1)[0]
+    assert ei.value.source == f"{bad}:{key}", ei.value
 
 
 def test_resume_rebuilds_only_missing_or_stale_shards(local_run, corpus, tmp_path):
