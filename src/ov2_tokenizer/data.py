@@ -90,8 +90,9 @@ def read_manifest(path: PathLike, default_mode: str = "codec_stream") -> List[To
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise VideoOpenError(str(path), f"cannot read the manifest: {exc.strerror or exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise VideoOpenError(str(path), f"cannot read the manifest: {cause}") from exc
     jobs: List[TokenJob] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()

@@ -143,6 +143,9 @@ def test_manifest_overrides_extra_and_failures(tmp_path, clips):
     bad.write_text("{nope")
     with pytest.raises(ConfigError, match="bad.jsonl:1"):
         read_manifest(bad)
+    bad.write_bytes(b"\xff\xfe binary, not UTF-8")
+    with pytest.raises(VideoOpenError, match="cannot read the manifest"):
+        read_manifest(bad)
     with pytest.raises(ConfigError, match="on_failure"):
         VideoTokenDataset([clips[0]], on_failure="ignore")
     with pytest.raises(ConfigError, match="mode"):
