@@ -193,6 +193,24 @@ def _source_args(source: VideoSource) -> tuple[object, str]:
                                 f"object, not {type(source).__name__}")
 
 
+def _frame_indices(indices: Optional[Sequence[int]]) -> Optional[np.ndarray]:
+    """``frames(indices=...)`` as int64, or ConfigError for anything but a 1-D sequence of integers >= 0."""
+    if indices is None:
+        return None
+    try:
+        raw = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
+    except (TypeError, ValueError) as exc:
+        raise errors.ConfigError("indices", f"must be a sequence of frame indices ({exc})") from exc
+    if raw.size == 0:
+        return np.zeros(0, np.int64)
+    if raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
+        raise errors.ConfigError("indices", f"must be a 1-D sequence of integers, got {raw.dtype} of shape {raw.shape}")
+    idx = raw.astype(np.int64)
+    if idx.min() < 0:
+        raise errors.ConfigError("indices", "frame indices must be >= 0")
+    return idx
+
+
 def _default_threads() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 
@@ -295,7 +313,9 @@ class VideoReader:
 
         ``indices`` selects which frames (presentation-order indices) are materialised; every frame up to the
         last selected one is still decoded (P/B frames depend on earlier ones), unselected ones cost no copies.
-        Decoding stops after the last selected frame. ``with_rgb`` adds the visible picture as RGB24, resized to
+        Decoding stops after the last selected frame. Order and repeats do not matter (each selected frame comes
+        once, in presentation order) and indices past the last frame select nothing; anything but non-negative
+        integers raises :class:`~ov2_tokenizer.errors.ConfigError`. ``with_rgb`` adds the visible picture as RGB24, resized to
         ``rgb_size=(height, width)`` when given: YUV pictures are resized as 4:4:4 (swscale, bilinear, bit-exact
         mode) and converted with the frame's matrix (BT.709 or BT.601) and range in fixed point — the same bytes
         on any CPU (docs/decoding.md, "Frame RGB").
@@ -303,9 +323,7 @@ class VideoReader:
         block scores (DESIGN §5.4–5.5) on the decoding threads into ``Frame.scores`` and drops the products
         they were made from (unless ``keep_products=True``).
         """
-        idx = None if indices is None else np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
-        if idx is not None and idx.size and idx.min() < 0:
-            raise errors.ConfigError("indices", "frame indices must be >= 0")
+        idx = _frame_indices(indices)
         rh, rw = (0, 0) if rgb_size is None else (int(rgb_size[0]), int(rgb_size[1]))
         if rh < 0 or rw < 0:
             raise errors.ConfigError("rgb_size", f"must be (height, width) >= 0, got {rgb_size!r}")

@@ -319,6 +319,12 @@ def test_invalid_options(faststart_clip):
         ov2.open_video(faststart_clip.path, num_threads=-1)
     with pytest.raises(errors.ConfigError):
         list(ov2.open_video(faststart_clip.path).frames([-1]))
+    for bad in ([1.5], ["a"], [[1, 2]], [True], 5):  # were truncated to 1, or untyped ValueError / TypeError
+        with pytest.raises(errors.ConfigError, match="indices"):
+            list(ov2.open_video(faststart_clip.path).frames(bad))
+    r = ov2.open_video(faststart_clip.path)
+    assert [f.index for f in r.frames(np.array([3, 1, 3], np.int32), with_luma=False)] == [1, 3]
+    assert [f.index for f in r.frames([10**9], with_luma=False)] == []
     with pytest.raises(errors.VideoOpenError) as ei:
         ov2.open_video(12345)
     _assert_names(ei.value, "<int>")
