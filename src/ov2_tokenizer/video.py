@@ -211,6 +211,44 @@ def _frame_indices(indices: Optional[Sequence[int]]) -> Optional[np.ndarray]:
     return idx
 
 
+def _rgb_size(rgb_size: Optional[Sequence[int]]) -> tuple[int, int]:
+    """``frames(rgb_size=...)`` as (height, width): None or (0, 0) for the visible size, else two positive integers
+    of at most 2^26 pixels together (the decoder's own cap)."""
+    if rgb_size is None:
+        return 0, 0
+    try:
+        h, w = rgb_size
+    except (TypeError, ValueError):
+        raise errors.ConfigError("rgb_size", f"must be (height, width), got {rgb_size!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (h, w)):
+        raise errors.ConfigError("rgb_size", f"must be two integers, got {rgb_size!r}")
+    h, w = int(h), int(w)
+    if (h, w) != (0, 0) and (h < 1 or w < 1 or h * w > 1 << 26):
+        raise errors.ConfigError("rgb_size", f"must be (0, 0) or positive with at most 2^26 pixels, got {(h, w)}")
+    return h, w
+
+
+#: The keys ``frames(block_scores=...)`` needs, by kind.
+_SCORE_KEYS = {"ovenc": ("size", "patch", "percentile"), "block": ("canvas_h", "canvas_w", "patch", "merge", "beta")}
+
+
+def _check_block_scores(block_scores: Optional[dict]) -> None:
+    if block_scores is None:
+        return
+    if not isinstance(block_scores, dict):
+        raise errors.ConfigError("block_scores", f"must be a dict, got {type(block_scores).__name__}")
+    kind = block_scores.get("kind", "block")
+    if kind not in _SCORE_KEYS:
+        raise errors.ConfigError("block_scores", f"kind must be 'ovenc' or absent, got {kind!r}")
+    missing = [k for k in _SCORE_KEYS[kind] if k not in block_scores]
+    if missing:
+        raise errors.ConfigError("block_scores", f"missing {missing}")
+    for k in _SCORE_KEYS[kind]:
+        v = block_scores[k]
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise errors.ConfigError("block_scores", f"{k} must be a number, got {v!r}")
+
+
 def _default_threads() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 
@@ -324,9 +362,8 @@ class VideoReader:
         they were made from (unless ``keep_products=True``).
         """
         idx = _frame_indices(indices)
-        rh, rw = (0, 0) if rgb_size is None else (int(rgb_size[0]), int(rgb_size[1]))
-        if rh < 0 or rw < 0:
-            raise errors.ConfigError("rgb_size", f"must be (height, width) >= 0, got {rgb_size!r}")
+        rh, rw = _rgb_size(rgb_size)
+        _check_block_scores(block_scores)
         it = self._reader.frames(idx, with_luma, with_mvs, with_residual, with_coding_cost, with_rgb, rw, rh, block_scores,
                                  mvs_dense=False)
         return self._iterate(it, complete=idx is None)

@@ -322,6 +322,13 @@ def test_invalid_options(faststart_clip):
     for bad in ([1.5], ["a"], [[1, 2]], [True], 5):  # were truncated to 1, or untyped ValueError / TypeError
         with pytest.raises(errors.ConfigError, match="indices"):
             list(ov2.open_video(faststart_clip.path).frames(bad))
+    for bad in ((10,), "ab", (1.5, 2), (0, 5), (-1, 4), (10**6, 10**6)):  # untyped errors, truncation, std::bad_alloc
+        with pytest.raises(errors.ConfigError, match="rgb_size"):
+            list(ov2.open_video(faststart_clip.path).frames([0], with_rgb=True, rgb_size=bad))
+    for bad in ({"x": 1}, {"kind": "ovenc", "size": 64}, {"canvas_h": "28", "canvas_w": 28, "patch": 14, "merge": 2,
+                                                          "beta": 0.5}, [1]):
+        with pytest.raises(errors.ConfigError, match="block_scores"):
+            list(ov2.open_video(faststart_clip.path).frames([0], block_scores=bad))
     r = ov2.open_video(faststart_clip.path)
     assert [f.index for f in r.frames(np.array([3, 1, 3], np.int32), with_luma=False)] == [1, 3]
     assert [f.index for f in r.frames([10**9], with_luma=False)] == []
