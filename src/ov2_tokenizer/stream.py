@@ -396,6 +396,8 @@ class StreamTokenizer:
         """Hands ``data`` (bytes-like) to the decoder; returns the groups that closed meanwhile."""
         if self._closed:
             raise errors.ConfigError("feed", f"{self.name}: feed() after close()")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"feed() takes bytes, bytearray or memoryview, got {type(data).__name__}")
         if self._done:  # the container ended before the input (e.g. trailing boxes after an MP4's last sample)
             self._ignored_bytes += memoryview(data).nbytes
             return []

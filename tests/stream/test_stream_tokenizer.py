@@ -251,6 +251,10 @@ def test_api_errors(clips):
         st.result()
     with pytest.raises(errors.ConfigError, match="after close"):
         st.feed(b"more")
+    with StreamTokenizer(CFG) as st:
+        for bad in ("text", 5, None):  # a clear TypeError, not pybind11's overload listing
+            with pytest.raises(TypeError, match="feed\\(\\) takes bytes"):
+                st.feed(bad)
     with StreamTokenizer(CFG) as st:  # abort mid-stream joins the decoder thread
         st.feed(clips["ts"].read_bytes()[:100_000])
     assert st.close() == []
