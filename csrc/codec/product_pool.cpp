@@ -1,11 +1,20 @@
 #include "codec/product_pool.h"
 
 #include <algorithm>
+#include <system_error>
 
 namespace ov2 {
 
 ProductPool::ProductPool(int helpers) {
-  for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { helper_loop(); });
+  // A thread the system refuses (resource limits) is a helper fewer: the consumer and the decoding threads run
+  // what is queued themselves, so the output is the same; a std::thread left joinable would abort the process.
+  for (int i = 0; i < helpers; ++i) {
+    try {
+      threads_.emplace_back([this] { helper_loop(); });
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
 }
 
 ProductPool::~ProductPool() {

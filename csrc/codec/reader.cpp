@@ -1,6 +1,7 @@
 #include "codec/reader.h"
 
 #include <algorithm>
+#include <system_error>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -1045,7 +1046,17 @@ class ParallelStream : public FrameStream {
         cv_.notify_all();
       });
     }
-    for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
+    // A worker the system refuses (resource limits) is a worker fewer (segments go to whichever worker is free, so
+    // the output is the same); none at all is an error. A std::thread left joinable would abort the process.
+    for (int t = 0; t < threads; ++t) {
+      try {
+        workers_.emplace_back([this] { work(); });
+      } catch (const std::system_error& e) {
+        if (workers_.empty())
+          throw Error(ErrorKind::Config, "num_threads", std::string("cannot start a decoding thread: ") + e.what());
+        break;
+      }
+    }
   }
   ~ParallelStream() override { shutdown(); }
 

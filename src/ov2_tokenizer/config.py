@@ -17,6 +17,9 @@ from typing import Optional, Tuple
 
 from .errors import ConfigError
 
+#: The most decoding threads a reader or tokenizer takes (more are refused: each is an OS thread and a decoder).
+MAX_THREADS = 256
+
 __all__ = ["TokenizerConfig", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "MODES"]
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -133,8 +136,9 @@ class TokenizerConfig:
             raise ConfigError("image_std", "image_mean and image_std need three values, std > 0")
         if self.ovenc_size % self.ovenc_patch:
             raise ConfigError("ovenc_size", f"must be a multiple of ovenc_patch ({self.ovenc_patch})")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
-            raise ConfigError("num_threads", f"must be None or >= 1, got {self.num_threads!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or isinstance(self.num_threads, bool)
+                                             or not 1 <= self.num_threads <= MAX_THREADS):
+            raise ConfigError("num_threads", f"must be None or 1..{MAX_THREADS}, got {self.num_threads!r}")
 
     # -- derived ------------------------------------------------------------------------------------------
     @property

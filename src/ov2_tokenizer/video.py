@@ -29,6 +29,7 @@ import numpy as np
 
 from . import errors
 from ._native import HAS_FFMPEG, core
+from .config import MAX_THREADS
 
 __all__ = ["open_video", "VideoReader", "VideoInfo", "Packets", "Frame", "VideoSource", "MV_COLUMNS"]
 
@@ -256,9 +257,10 @@ def _default_threads() -> int:
 class VideoReader:
     """A video opened for reading. Use :func:`open_video` to create one.
 
-    ``num_threads`` (default: the usable CPUs, at most 4) decodes independent closed GOPs in parallel and
-    computes per-frame products (RGB, residual, coding cost, block scores) off the decoding thread
-    (``stats["parallel"]``, ``stats["pooled_products"]``); results never depend on it. ``threading`` says how:
+    ``num_threads`` (default: the usable CPUs, at most 4; 1 to 256) decodes independent closed GOPs in parallel
+    and computes per-frame products (RGB, residual, coding cost, block scores) off the decoding thread
+    (``stats["parallel"]``, ``stats["pooled_products"]``); results never depend on it, nor on threads the system
+    refuses to start (they are helpers fewer). ``threading`` says how:
     ``"auto"`` (default) uses closed-GOP segments, or FFmpeg's frame threads for an H.264 stream without
     re-ordering whose GOPs are too few to split (``stats["frame_threads"]``; guarded, see docs/decoding.md);
     ``"segments"`` never uses frame threads; ``"frames"`` uses them whenever the stream allows. Planning them
@@ -283,9 +285,12 @@ class VideoReader:
             raise errors.UnsupportedCodecError("ov2", "this build of ov2 has no FFmpeg core (built with OV2_FFMPEG=OFF)")
         if on_error not in _ON_ERROR:
             raise errors.ConfigError("on_error", f"must be one of {_ON_ERROR}, got {on_error!r}")
+        if num_threads is not None and (isinstance(num_threads, (bool, np.bool_))
+                                        or not isinstance(num_threads, (int, np.integer))
+                                        or not 0 <= num_threads <= MAX_THREADS):
+            raise errors.ConfigError("num_threads", f"must be None, 0 (the default) or 1..{MAX_THREADS}, "
+                                                    f"got {num_threads!r}")
         threads = _default_threads() if num_threads in (None, 0) else int(num_threads)
-        if threads < 1:
-            raise errors.ConfigError("num_threads", f"must be >= 1, got {num_threads!r}")
         if threading not in _THREADING:
             raise errors.ConfigError("threading", f"must be one of {_THREADING}, got {threading!r}")
         src, self.name = _source_args(source)
