@@ -136,6 +136,16 @@ class TokenizerConfig:
             raise ConfigError("image_std", "image_mean and image_std need three values, std > 0")
         if self.ovenc_size % self.ovenc_patch:
             raise ConfigError("ovenc_size", f"must be a multiple of ovenc_patch ({self.ovenc_patch})")
+        # ovenc_topk's arrays grow with slots x cells and its mosaics with ovenc_topk: bounded like the decoder's
+        # pixel cap, and no more rows than the slots hold (the released format pads a short selection by repeating)
+        if self.ovenc_size > 8192:
+            raise ConfigError("ovenc_size", f"must be <= 8192 (2^26 pixels per square), got {self.ovenc_size}")
+        cells = self.ovenc_slots * (self.ovenc_size // self.ovenc_patch) ** 2
+        if cells > 1 << 24:
+            raise ConfigError("ovenc_slots", f"slots x (ovenc_size / ovenc_patch)^2 must be <= 2^24 cells, got {cells}")
+        if self.ovenc_topk > cells:
+            raise ConfigError("ovenc_topk", f"must be <= ovenc_slots x (ovenc_size / ovenc_patch)^2 ({cells}), "
+                                            f"got {self.ovenc_topk}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or isinstance(self.num_threads, bool)
                                              or not 1 <= self.num_threads <= MAX_THREADS):
             raise ConfigError("num_threads", f"must be None or 1..{MAX_THREADS}, got {self.num_threads!r}")

@@ -143,6 +143,13 @@ def test_bad_config_and_mode(sample):
     with pytest.raises(ov2.ConfigError) as e:
         ov2.tokenize_video(sample, max_canvases=0)
     assert "max_canvases" in str(e.value)
+    # ovenc_topk's sizes are bounded (they were a numpy MemoryError of 11 GiB, or an rgb_size error for the square)
+    for field, kw in (("ovenc_size", dict(ovenc_size=10**5)), ("ovenc_topk", dict(ovenc_topk=10**9)),
+                      ("ovenc_slots", dict(ovenc_slots=10**5)), ("ovenc_topk", dict(ovenc_slots=2, ovenc_topk=2593))):
+        with pytest.raises(ov2.ConfigError) as e:
+            ov2.TokenizerConfig(**kw)
+        assert e.value.source == field, (kw, e.value)
+    assert ov2.TokenizerConfig(ovenc_slots=2, ovenc_topk=2592).ovenc_topk == 2592  # every cell of both slots
     with pytest.raises(ov2.ConfigError) as e:  # a misspelt field names the one meant
         ov2.tokenize_video(sample, max_canvas=4)
     assert e.value.source == "max_canvas" and e.value.cause.endswith("(did you mean 'max_canvases'?)")
