@@ -179,6 +179,9 @@ def tokenize_codec_stream(video: VideoReader, cfg: TokenizerConfig) -> VisualTok
     t_start = time.perf_counter()
     info = video.info
     pk, times, t0, cand, duration = plan_candidates(video, cfg)
+    if duration / cfg.bin_s > 1e8:  # gop_partition's bound on its bins (it would raise an untyped error)
+        raise CorruptVideoError(video.name, f"the frame times span {duration:.6g} s, more than 10^8 bins of "
+                                            f"bin_s={cfg.bin_s} (a damaged timestamp, or bin_s too small)")
     pict = pk.pict_type.view(np.uint8)
     part = core.tok.gop_partition(
         pk.pts_s, pk.size, pict, pk.keyframe, k_tar=cfg.k_target, duration_s=duration,

@@ -118,6 +118,8 @@ class TokenizerConfig:
             raise ConfigError("max_pixels", f"must be at least one merge block ({side}x{side}), got {self.max_pixels}")
         if self.t_min_s > self.t_max_s:
             raise ConfigError("t_min_s", f"must be <= t_max_s ({self.t_max_s}), got {self.t_min_s}")
+        if self.t_max_s / self.bin_s > 1e9:  # the partition's bound on a group's bins
+            raise ConfigError("bin_s", f"t_max_s / bin_s must be <= 1e9, got {self.t_max_s} / {self.bin_s}")
         if not 0 < self.percentile <= 100:
             raise ConfigError("percentile", f"must be in (0, 100], got {self.percentile}")
         for n in ("beta", "lam", "alpha_peak"):

@@ -146,6 +146,8 @@ class _Schedule:
         avail = num_bins if final else self.frontier
         e = self.energy
         while self.s < avail:
+            if self._skip_empty(avail):
+                continue
             s = self.s
             w = max(s, self.l_max)
             if final:
@@ -181,6 +183,27 @@ class _Schedule:
                     best = b
             out += self._emit(s, best, trig, theta, avail)
         return out
+
+    def _skip_empty(self, avail: int) -> bool:
+        """Jumps over whole steps of a stretch without energy and without candidates (a gap in the timestamps).
+
+        Each step there closes a group at its trigger — ``l_min`` bins while no energy has been seen (θ = 0), else
+        ``l_max`` (the cumulative energy stays 0 < θ) — the valley stays on the trigger (every energy in its window
+        is 0, so nothing beats the trigger's distance 0), and the group has no candidate, so it is merged forward.
+        The loop above would do exactly that one step at a time: on a file whose timestamps jump by 10^8 s that took
+        hours. Only steps whose whole window (``l_max + radius`` bins) stays clear and complete are jumped."""
+        s = self.s
+        step = self.l_min if self.hist_sum <= 0 else self.l_max
+        next_energy = min(self.energy) if self.energy else math.inf
+        next_cand = self.cands[0][3] if self.cands else math.inf
+        clear = min(next_energy, avail) - (self.l_max + self.radius)  # a jumped-to s must keep its window clear
+        m = min((clear - s) // step, (next_cand - s) // step)  # the groups [s, s + m*step) hold no candidate
+        if not m >= 2:
+            return False
+        if self.carry is None:
+            self.carry = (s, 0.0)
+        self.s = s + int(m) * step
+        return True
 
     def _emit(self, s: int, c: int, trig: int, theta: float, avail: int) -> List[VisualTokens]:
         cost = 0.0

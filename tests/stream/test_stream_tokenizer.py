@@ -333,3 +333,51 @@ def test_memory_is_bounded_30_minutes_vs_1_minute():
     # the part above the start does not grow with the stream either (a leak of ~1 KB per frame would show)
     assert b["peak_kb"] - b["base_kb"] <= 1.5 * (a["peak_kb"] - a["base_kb"]) + 8 * 1024
     assert b["max_bytes_held"] <= (2 << 20) + (1 << 16)  # non-seekable: read bytes are discarded
+
+
+def _with_gaps(src: Path, dst: Path, gaps: dict) -> Path:
+    """``src``'s packets remuxed to Matroska with every packet from index k on shifted by ``gaps[k]`` seconds."""
+    av = pytest.importorskip("av")
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        ist = inp.streams.video[0]
+        ost = out.add_stream_from_template(ist)
+        shift = 0
+        for k, pkt in enumerate(p for p in inp.demux(ist) if p.dts is not None):
+            shift += int(round(gaps.get(k, 0) / float(pkt.time_base)))
+            pkt.pts += shift
+            pkt.dts += shift
+            pkt.stream = ost
+            out.mux(pkt)
+    return dst
+
+
+@pytest.mark.parametrize("gaps", [{1: 400.0}, {90: 333.3, 300: 1500.0}, {599: 900.0}])
+def test_timestamp_gaps_are_jumped_with_the_same_groups(clips, tmp_path, gaps, monkeypatch):
+    """A stretch of bins without packets or frames closes empty groups merged forward; the schedule jumps over them
+    at once (a file whose timestamps jumped by 3·10^8 s took hours one step at a time). The groups equal the
+    step-by-step loop's, with a gap right after the first frame (no energy yet: θ = 0), mid-stream and at the end."""
+    from ov2_tokenizer import stream as stream_mod
+
+    path = _with_gaps(clips["ts"], tmp_path / "gaps.mkv", gaps)
+    fast = ov2.tokenize_video(path, mode="codec_stream", config=CFG)
+    st = StreamTokenizer(CFG, name="gaps", keep=True)
+    groups, _ = feed_chunks(st, path.read_bytes())
+    check_pieces(groups, fast)
+    monkeypatch.setattr(stream_mod._Schedule, "_skip_empty", lambda self, avail: False)
+    slow = ov2.tokenize_video(path, mode="codec_stream", config=CFG)
+    assert fast.equal(slow)
+    assert torch.equal(fast.groups["start_s"], slow.groups["start_s"])
+    assert torch.equal(fast.groups["end_s"], slow.groups["end_s"])
+    assert fast.groups["end_s"][-1] - fast.groups["start_s"][0] >= sum(gaps.values())
+
+
+def test_huge_timestamp_gap_is_typed_or_fast(clips, tmp_path):
+    """3·10^8 s between two packets: the global schedule refuses the 6·10^8 bins with a typed error naming the file,
+    the streaming schedule jumps the gap (it hung before)."""
+    path = _with_gaps(clips["ts"], tmp_path / "huge.mkv", {300: 3e8})
+    with pytest.raises(errors.CorruptVideoError, match="10\\^8 bins") as ei:
+        ov2.tokenize_video(path, mode="codec_stream", max_canvases=8)
+    assert ei.value.source == str(path)
+    t = time.perf_counter()
+    vt = ov2.tokenize_video(path, mode="codec_stream", config=CFG)
+    assert time.perf_counter() - t < 60 and vt.num_canvases >= 2
