@@ -70,6 +70,10 @@ def test_pairing_by_order_and_errors(tmp_path):
         cli.run_jumpscore(pred, str(bad))
     with pytest.raises(Ov2Error, match="cannot read"):
         cli.run_jumpscore(str(tmp_path / "missing.jsonl"), ann)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b'{"id": "x"}\n\x9b\xff')
+    with pytest.raises(Ov2Error, match="not UTF-8"):  # was a UnicodeDecodeError traceback from the CLI
+        cli.run_jumpscore(str(binary), ann)
     noid = _jsonl(tmp_path / "n.jsonl", [{"id": "x", "gt_missing": []}])
     with pytest.raises(Ov2Error, match="timestamps"):
         cli.run_jumpscore(_jsonl(tmp_path / "q.jsonl", [{"id": "x", "prediction": "1"}]), noid)

@@ -45,6 +45,8 @@ def read_records(path: str) -> list[dict[str, Any]]:
             text = f.read()
     except OSError as exc:
         raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     stripped = text.strip()
     if not stripped:
         return []
