@@ -125,14 +125,14 @@ class Ov2VideoLoader:
 
 def tokens_from_loader_output(frames: np.ndarray, metadata: Dict[str, Any]) -> VisualTokens:
     """Rebuilds the :class:`VisualTokens` of a :meth:`Ov2VideoLoader.load_bytes` result (frames + records)."""
-    o = metadata.get("ov2")
+    o = metadata.get("ov2") if isinstance(metadata, dict) else None
     if not isinstance(o, dict) or "records" not in o:
         raise ConfigError("metadata", "not produced by Ov2VideoLoader (no 'ov2' records)")
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ConfigError("frames", f"expected [T, H, W, 3], got {frames.shape}")
     rec = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in o["records"].items()}
-    return VisualTokens(
+    vt = VisualTokens(
         canvases=torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
         canvas_kind=torch.from_numpy(np.asarray(o["canvas_kind"], dtype=np.int8)),
         groups={k: torch.from_numpy(np.asarray(v)) for k, v in o.get("groups", {}).items()},
@@ -140,6 +140,10 @@ def tokens_from_loader_output(frames: np.ndarray, metadata: Dict[str, Any]) -> V
               "config": {"image_mean": o["image_mean"], "image_std": o["image_std"]}},
         **rec,
     )
+    problem = vt._layout_problem()  # frames cut or reordered by the serving stack, or records of another request
+    if problem:
+        raise ConfigError("metadata", f"the frames do not match the ov2 records: {problem}")
+    return vt
 
 
 def register_vllm_loader(registry: Optional[Any] = None, name: str = LOADER_NAME) -> bool:

@@ -63,6 +63,13 @@ def test_errors(data):
         Ov2VideoLoader.load_bytes(data, mode="image")
     with pytest.raises(ConfigError, match="records"):
         tokens_from_loader_output(np.zeros((1, 28, 28, 3), np.uint8), {"fps": 1.0})
+    with pytest.raises(ConfigError, match="records"):
+        tokens_from_loader_output(np.zeros((1, 28, 28, 3), np.uint8), None)
+    frames, md = Ov2VideoLoader.load_bytes(data, num_frames=8, max_pixels=50176, num_candidates=32)
+    assert tokens_from_loader_output(frames, md).num_canvases == 8
+    for cut in (frames[:3], frames[:, :84]):  # frames cut by the serving stack: refused, not tokens that fail later
+        with pytest.raises(ConfigError, match="do not match"):
+            tokens_from_loader_output(cut, md)
 
 
 class StubRegistry:
