@@ -46,36 +46,17 @@ TAG = "@@ov2@@ "
 # ---------------------------------------------------------------------------------------------------------------
 # Worker side
 def _check_tokens(vt) -> Optional[str]:
-    """None when the tokens keep their invariants, else what is wrong."""
-    import numpy as np
-
-    c = vt.canvases
-    if c.ndim != 4 or c.shape[1] != 3 or c.shape[0] < 1 or str(c.dtype) != "torch.uint8":
-        return f"canvases shape/dtype {tuple(c.shape)} {c.dtype}"
-    p = vt.patch_size
-    S, _, H, W = c.shape
-    if H % p or W % p or H < p or W < p:
-        return f"canvas size {H}x{W} not a multiple of patch {p}"
-    n = vt.num_tokens
-    if n < 1:
+    """None when the tokens keep their invariants, else what is wrong: the library's own layout check (dtypes,
+    shapes, every token on a patch cell of a canvas: what ``VisualTokens.load`` enforces), and at least one canvas
+    of at least one patch and one token."""
+    problem = vt._layout_problem()
+    if problem:
+        return problem
+    S, _, H, W = vt.canvases.shape
+    if S < 1 or H < vt.patch_size or W < vt.patch_size:
+        return f"canvases {tuple(vt.canvases.shape)}: none, or smaller than one patch"
+    if vt.num_tokens < 1:
         return "no tokens"
-    for f in ("canvas", "frame", "t_s", "group"):
-        if getattr(vt, f).shape[0] != n:
-            return f"{f} has {getattr(vt, f).shape[0]} rows, expected {n}"
-    for f, k in (("can_hw", 2), ("src_hw", 2), ("pos_thw", 3)):
-        t = getattr(vt, f)
-        if tuple(t.shape) != (n, k):
-            return f"{f} shape {tuple(t.shape)}"
-    canvas = vt.canvas.numpy()
-    if canvas.min() < 0 or canvas.max() >= S:
-        return "canvas index out of range"
-    hw = vt.can_hw.numpy().astype(np.int64)
-    if hw.min() < 0 or hw[:, 0].max() >= H // p or hw[:, 1].max() >= W // p:
-        return "can_hw outside the canvas grid"
-    if vt.frame.numpy().min() < -1:
-        return "frame index < -1"
-    if vt.canvas_kind.shape[0] != S:
-        return "canvas_kind length"
     return None
 
 
