@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Ov2Error as exc:
         print(f"ov2: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output path that is a file, unwritable, a full disk: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ov2: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -49,6 +49,11 @@ def test_tokenize_writes_files_summary_and_one_line_errors(tmp_path, clip, capsy
     assert (out / f"{ov2.sample_video().stem}.safetensors").exists()
     assert main(["tokenize", str(clip), "--out", str(out), "--config", "nope=1"]) == 2
     assert "nope" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["tokenize", str(clip), "--out", str(a_file)]) == 2  # an --out that is a file: one line
+    err = capsys.readouterr().err
+    assert err.startswith("ov2: error:") and str(a_file) in err and "Traceback" not in err
 
 
 def _check_pngs(out, stem):
