@@ -20,6 +20,20 @@ from .errors import ConfigError
 #: The most decoding threads a reader or tokenizer takes (more are refused: each is an OS thread and a decoder).
 MAX_THREADS = 256
 
+
+def is_int(v) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    import numbers
+
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and type(v).__name__ != "bool_"
+
+
+def check_num_threads(v, default_zero: bool = False) -> None:
+    """ConfigError unless ``v`` is None or 1..MAX_THREADS (or 0, the default, where ``default_zero``)."""
+    if v is not None and not (is_int(v) and (0 if default_zero else 1) <= v <= MAX_THREADS):
+        allowed = "None, 0 (the default) or" if default_zero else "None or"
+        raise ConfigError("num_threads", f"must be {allowed} 1..{MAX_THREADS}, got {v!r}")
+
 __all__ = ["TokenizerConfig", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "MODES"]
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -87,7 +101,7 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         def pos_int(name: str) -> None:
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            if not is_int(v) or v <= 0:
                 raise ConfigError(name, f"must be a positive integer, got {v!r}")
 
         def pos_float(name: str) -> None:
@@ -148,9 +162,7 @@ class TokenizerConfig:
         if self.ovenc_topk > cells:
             raise ConfigError("ovenc_topk", f"must be <= ovenc_slots x (ovenc_size / ovenc_patch)^2 ({cells}), "
                                             f"got {self.ovenc_topk}")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int) or isinstance(self.num_threads, bool)
-                                             or not 1 <= self.num_threads <= MAX_THREADS):
-            raise ConfigError("num_threads", f"must be None or 1..{MAX_THREADS}, got {self.num_threads!r}")
+        check_num_threads(self.num_threads)
 
     # -- derived ------------------------------------------------------------------------------------------
     @property

@@ -203,7 +203,8 @@ class VisualTokens:
         except errors.Ov2Error:
             raise
         except Exception as exc:  # numpy's, zipfile's, safetensors' and json's errors for damaged or foreign bytes
-            raise errors.TokensFileError(name, f"not a readable {fmt} tokens file ({type(exc).__name__}: {exc})") from exc
+            cause = f"not a readable {fmt} tokens file ({type(exc).__name__}: {exc})"
+            raise errors.TokensFileError(name, cause) from exc
         missing = [k for k in _LAYOUT if k not in arrays]
         if missing:
             raise errors.TokensFileError(name, f"not a VisualTokens file (no arrays {missing})")
@@ -231,7 +232,8 @@ class VisualTokens:
             if not isinstance(a, torch.Tensor) or a.dtype != dtype or a.ndim != 1 + len(tail) or any(
                     want is not None and got != want for got, want in zip(a.shape[1:], tail)):
                 shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
-                return f"{k}: {getattr(a, 'dtype', '?')} {shape}, expected {dtype} [{', '.join(['n', *map(str, tail)])}]"
+                want = ", ".join(["n", *map(str, tail)])
+                return f"{k}: {getattr(a, 'dtype', '?')} {shape}, expected {dtype} [{want}]"
         p, m = self.meta.get("patch_size", 14), self.meta.get("merge_size", 2)
         if not (isinstance(p, int) and isinstance(m, int) and p >= 1 and m >= 1):
             return f"patch_size {p!r} / merge_size {m!r} must be positive integers"

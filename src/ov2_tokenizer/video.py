@@ -29,7 +29,7 @@ import numpy as np
 
 from . import errors
 from ._native import HAS_FFMPEG, core
-from .config import MAX_THREADS
+from .config import check_num_threads, is_int
 
 __all__ = ["open_video", "VideoReader", "VideoInfo", "Packets", "Frame", "VideoSource", "MV_COLUMNS"]
 
@@ -221,7 +221,7 @@ def _rgb_size(rgb_size: Optional[Sequence[int]]) -> tuple[int, int]:
         h, w = rgb_size
     except (TypeError, ValueError):
         raise errors.ConfigError("rgb_size", f"must be (height, width), got {rgb_size!r}") from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (h, w)):
+    if not (is_int(h) and is_int(w)):
         raise errors.ConfigError("rgb_size", f"must be two integers, got {rgb_size!r}")
     h, w = int(h), int(w)
     if (h, w) != (0, 0) and (h < 1 or w < 1 or h * w > 1 << 26):
@@ -285,11 +285,7 @@ class VideoReader:
             raise errors.UnsupportedCodecError("ov2", "this build of ov2 has no FFmpeg core (built with OV2_FFMPEG=OFF)")
         if on_error not in _ON_ERROR:
             raise errors.ConfigError("on_error", f"must be one of {_ON_ERROR}, got {on_error!r}")
-        if num_threads is not None and (isinstance(num_threads, (bool, np.bool_))
-                                        or not isinstance(num_threads, (int, np.integer))
-                                        or not 0 <= num_threads <= MAX_THREADS):
-            raise errors.ConfigError("num_threads", f"must be None, 0 (the default) or 1..{MAX_THREADS}, "
-                                                    f"got {num_threads!r}")
+        check_num_threads(num_threads, default_zero=True)
         threads = _default_threads() if num_threads in (None, 0) else int(num_threads)
         if threading not in _THREADING:
             raise errors.ConfigError("threading", f"must be one of {_THREADING}, got {threading!r}")
@@ -358,10 +354,10 @@ class VideoReader:
         last selected one is still decoded (P/B frames depend on earlier ones), unselected ones cost no copies.
         Decoding stops after the last selected frame. Order and repeats do not matter (each selected frame comes
         once, in presentation order) and indices past the last frame select nothing; anything but non-negative
-        integers raises :class:`~ov2_tokenizer.errors.ConfigError`. ``with_rgb`` adds the visible picture as RGB24, resized to
-        ``rgb_size=(height, width)`` when given: YUV pictures are resized as 4:4:4 (swscale, bilinear, bit-exact
-        mode) and converted with the frame's matrix (BT.709 or BT.601) and range in fixed point — the same bytes
-        on any CPU (docs/decoding.md, "Frame RGB").
+        integers raises :class:`~ov2_tokenizer.errors.ConfigError`. ``with_rgb`` adds the visible picture as
+        RGB24, resized to ``rgb_size=(height, width)`` when given: YUV pictures are resized as 4:4:4 (swscale,
+        bilinear, bit-exact mode) and converted with the frame's matrix (BT.709 or BT.601) and range in fixed
+        point — the same bytes on any CPU (docs/decoding.md, "Frame RGB").
         ``block_scores=dict(canvas_h=, canvas_w=, patch=, merge=, beta=)`` computes each frame's codec-stream
         block scores (DESIGN §5.4–5.5) on the decoding threads into ``Frame.scores`` and drops the products
         they were made from (unless ``keep_products=True``).
