@@ -1,5 +1,7 @@
 #include "codec/push_source.h"
 
+#include <system_error>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -222,7 +224,11 @@ BackgroundDecoder::BackgroundDecoder(Source source, ReaderOptions options, Frame
     on_packet(pkt);
     if (user_packet) user_packet(pkt);
   };
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {  // the system refused the thread (resource limits): report, never abort
+    throw Error(ErrorKind::Open, source_.name, std::string("cannot start the decoding thread: ") + e.what());
+  }
 }
 
 BackgroundDecoder::~BackgroundDecoder() { stop(); }

@@ -481,7 +481,14 @@ class Decoder {
     if (req_.mvs || req_.residual || req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_MVS;
     if (req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_VIDEO_ENC_PARAMS;
     sent_in_codec_ = 0;
-    const int ret = avcodec_open2(ctx_.get(), dm_.decoder(), nullptr);
+    int ret = avcodec_open2(ctx_.get(), dm_.decoder(), nullptr);
+    if (ret < 0 && ft_) {
+      // FFmpeg could not start its frame threads (the system refused a thread): one thread decodes the same frames.
+      ft_ = 0;
+      stats_.frame_threads = 0;
+      open_codec();
+      return;
+    }
     if (ret < 0)
       throw Error(ErrorKind::UnsupportedCodec, name(),
                   std::string("cannot open the ") + dm_.decoder()->name + " decoder (" + av_error_string(ret) + ")");
@@ -1047,15 +1054,19 @@ class ParallelStream : public FrameStream {
       });
     }
     // A worker the system refuses (resource limits) is a worker fewer (segments go to whichever worker is free, so
-    // the output is the same); none at all is an error. A std::thread left joinable would abort the process.
+    // the output is the same); with none at all, one decoder reads on the calling thread. A std::thread left
+    // joinable would abort the process.
     for (int t = 0; t < threads; ++t) {
       try {
         workers_.emplace_back([this] { work(); });
-      } catch (const std::system_error& e) {
-        if (workers_.empty())
-          throw Error(ErrorKind::Config, "num_threads", std::string("cannot start a decoding thread: ") + e.what());
+      } catch (const std::system_error&) {
         break;
       }
+    }
+    if (workers_.empty()) {
+      cur_ = segs_.size();
+      fallback_ = std::make_unique<SequentialStream>(src_, opt_, req_, segs_[0].begin, segs_[0].first_index);
+      stats_.parallel = false;
     }
   }
   ~ParallelStream() override { shutdown(); }

@@ -104,36 +104,6 @@ def test_file_names_that_look_like_protocols_are_files(tmp_path, faststart_clip)
     assert out.splitlines() == [f"pipe:0 {n}", f"http:clip.mp4 {n}"], out
 
 
-_THREAD_LIMIT_CHILD = """
-import hashlib, resource, sys
-import ov2_tokenizer as ov2
-
-def digest(threads):
-    r = ov2.open_video(sys.argv[1], num_threads=threads)
-    h = hashlib.sha1()
-    for f in r.frames(with_mvs=True, with_residual=True, with_coding_cost=True):
-        h.update(f.luma.tobytes()); h.update(f.residual.tobytes()); h.update(f.coding_cost.tobytes())
-    return h.hexdigest(), r.stats
-
-ref, _ = digest(1)
-vm = int([ln for ln in open("/proc/self/status") if ln.startswith("VmSize")][0].split()[1]) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (vm + (200 << 20), resource.RLIM_INFINITY))  # room for a few thread stacks
-got, st = digest(256)
-print(got == ref, st["pooled_products"], st["parallel"])
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and RLIMIT_AS")
-def test_threads_the_system_refuses_are_not_fatal(int_motion_clip):
-    """256 threads under an address-space limit that leaves room for a few thread stacks: the threads the system
-    refuses are helpers fewer, the frames equal one thread's (before: a std::thread left joinable by the failed
-    constructor called std::terminate and killed the interpreter)."""
-    out = subprocess.run([sys.executable, "-c", _THREAD_LIMIT_CHILD, str(int_motion_clip.path)], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", "True", "False"], out.stdout
-
-
 def test_num_threads_bounds(faststart_clip):
     for bad in (257, 10**9, True, "4", 2.0):
         with pytest.raises(errors.ConfigError, match="num_threads"):
