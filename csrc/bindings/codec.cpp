@@ -127,6 +127,8 @@ struct FrameIter {
     d["skip_fallback"] = s.skip_fallback;
     d["frame_threads"] = s.frame_threads;
     d["thread_fallback"] = s.thread_fallback;
+    d["loop_filter_skipped"] = s.loop_filter_skipped;
+    d["loop_filter_fallback"] = s.loop_filter_fallback;
     d["packet_prepass"] = s.packet_prepass;
     return d;
   }

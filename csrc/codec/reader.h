@@ -60,6 +60,7 @@ struct ReaderOptions {
   size_t max_buffer_bytes = size_t(16) << 20;  // decoded-ahead outputs held for re-ordering (parallel decoding)
   Threading threading = Threading::Auto;
   int frame_threads = 0;  // internal (set by open_frames): FFmpeg frame threads of the decoder, 0 / 1 for none
+  bool skip_loop_filter = false;  // internal (set by open_frames): H.264 without deblocking (reads without pixels)
 };
 
 // Sparse requests (indices) on H.264: the packets of non-reference pictures whose frames are not requested are
@@ -164,6 +165,8 @@ struct StreamStats {
   int frame_threads = 0;         // FFmpeg frame threads of the (first) decoder; 0: none
   bool thread_fallback = false;  // frame threads stopped (the file left their model): read again without them
   bool packet_prepass = false;   // the packets were demuxed once up front to plan threads or skipping
+  bool loop_filter_skipped = false;   // a read without pixels decoded without deblocking (docs/decoding.md)
+  bool loop_filter_fallback = false;  // ... until damage: read again from there with it (same outputs)
 };
 
 class FrameStream {

@@ -4,7 +4,8 @@ Targets:
   decode   bytes -> ``open_video(bytes)``: info, packet table, ``frames()`` with every product (luma, RGB, vectors,
            residual, coding cost) on one or two decoding threads, skip / raise / repeat. Seeded with small valid
            videos of several codecs and containers. Allowed outcomes: frames, or an ``ov2_tokenizer.errors``
-           exception naming ``<bytes>``.
+           exception naming ``<bytes>``. One input in four is also read without pixels (``with_luma=False``:
+           H.264 without deblocking), which must give the same vectors, frames and error.
   tok      bytes -> ``core.tok`` algorithm entry points (gop_partition, candidate_frames, saliency, block_score,
            score_frame, resize_area / resize_bilinear, canvas_size, allocate + pack_records + pack_canvases,
            group_of_time, paste_blocks, percentile) with arrays, shapes and parameters drawn from the input.
@@ -45,29 +46,48 @@ ARTIFACTS = {"decode": REG, "tok": REG_TOK, "tokenize": REG_TOKENIZE}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def decode_one(data: bytes) -> None:
+def _vectors(source, threads: int, on_error: str, products: bool, ctl: int) -> tuple:
+    """What a read gives of the first 48 frames' vectors (with every product, or without pixels: H.264 then decodes
+    without deblocking, which must not change them), and the typed error that ended it (None at the end)."""
     import ov2_tokenizer as ov2
     from ov2_tokenizer import errors
 
+    rows, err = [], None
+    try:
+        r = ov2.open_video(source, num_threads=threads, on_error=on_error, timeout_s=5.0)
+        if products:
+            r.packets()
+            frames = r.frames(with_rgb=bool(ctl & 0x40), with_mvs=True, with_residual=True, with_coding_cost=True,
+                              rgb_size=(28, 28) if ctl & 0x80 else None)
+        else:
+            frames = r.frames(with_luma=False, with_mvs=True)
+        for f in frames:
+            if f.luma is not None and f.luma.shape != (f.height, f.width):
+                raise AssertionError("luma shape")
+            rows.append((f.index, f.pict_type, f.pts_s, f.motion_vectors.tobytes()))
+            if len(rows) >= 48:
+                break
+    except errors.Ov2Error as e:
+        if e.source != "<bytes>" or isinstance(e, errors.ConfigError):
+            raise AssertionError(f"error does not name the source: {e!r}") from e
+        err = (type(e).__name__, e.cause)
+    return rows, err
+
+
+def decode_one(data: bytes) -> None:
     if len(data) < 2:
         return
     ctl, body = data[0], data[1:]
     on_error = ("skip", "raise", "repeat")[ctl % 3]
     threads = 1 + (ctl >> 2) % 2
-    try:
-        r = ov2.open_video(body, num_threads=threads, on_error=on_error, timeout_s=5.0)
-        r.packets()
-        n = 0
-        for f in r.frames(with_rgb=bool(ctl & 0x40), with_mvs=True, with_residual=True, with_coding_cost=True,
-                          rgb_size=(28, 28) if ctl & 0x80 else None):
-            n += 1
-            if f.luma is not None and f.luma.shape != (f.height, f.width):
-                raise AssertionError("luma shape")
-            if n >= 48:
-                break
-    except errors.Ov2Error as e:
-        if e.source != "<bytes>" or isinstance(e, errors.ConfigError):
-            raise AssertionError(f"error does not name the source: {e!r}") from e
+    full = _vectors(body, threads, on_error, True, ctl)
+    if ctl & 0x20 and full[0]:  # differential: a read without pixels gives the same vectors (and the same end)
+        bare = _vectors(body, threads, on_error, False, ctl)
+        n = min(len(full[0]), len(bare[0]))
+        timeout = "DecodeTimeout" in (full[1] or ("",))[0] + (bare[1] or ("",))[0]
+        if full[0][:n] != bare[0][:n] or (not timeout and full[1] != bare[1] and len(full[0]) == len(bare[0]) < 48):
+            raise AssertionError(f"a read without pixels differs: {len(full[0])} / {len(bare[0])} frames, "
+                                 f"errors {full[1]} / {bare[1]}")
 
 
 def tok_one(data: bytes) -> None:
