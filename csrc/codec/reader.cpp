@@ -365,6 +365,7 @@ class Decoder {
         throw;
       } catch (...) {
         if (queue_.empty()) throw;
+        if (nolf_) throw LoopFilterUnsafe();  // frames held back: read them again with deblocking, error included
         release_waiting();
         held_error_ = std::current_exception();
         continue;
@@ -379,6 +380,9 @@ class Decoder {
         continue;
       }
       if (nolf_) {  // held until the frames decoded before it are out (and were checked)
+        // More than any H.264 re-ordering delay (16 frames): a packet fed long ago has not come out (damage, or a
+        // packet without a picture): read on with deblocking rather than hold every frame until the GOP ends.
+        if (queue_.size() >= 48) throw LoopFilterUnsafe();
         auto slot = std::make_shared<Slot>();
         slot->p = std::move(p);
         slot->ready = true;
