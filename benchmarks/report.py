@@ -100,7 +100,9 @@ def render() -> str:
                   "`num_threads`, damaged files included: docs/decoding.md); the peers use FFmpeg's frame threading "
                   "everywhere, which is faster on B-frame videos with one or two closed GOPs but exports vectors of "
                   "pictures still being decoded there: the last column counts frames whose vectors differ from the "
-                  "exact ones in an untimed run (worst of two).", ""]
+                  "exact ones in an untimed run (worst of two). (a) and (b) read no pixels, so H.264 is decoded "
+                  "without its deblocking filter there (same vectors, guarded; since core-vm-2026-12-07c, "
+                  "docs/decoding.md); (c) needs the pictures and deblocks.", ""]
     tok = _latest("tokenize")
     if tok:
         path, doc = tok
