@@ -521,8 +521,9 @@ void ov2_bind_codec(py::module_& m) {
       [](py::array_t<int32_t, py::array::c_style | py::array::forcecast> rows, int width, int height, bool intra) {
         if (rows.ndim() != 2 || rows.shape(1) != static_cast<py::ssize_t>(ov2::kMvCols))
           throw ov2::Error(ov2::ErrorKind::Config, "rows", "expected an N x 10 int32 array of motion-vector rows");
-        if (width < 1 || height < 1 || width > (1 << 16) || height > (1 << 16))
-          throw ov2::Error(ov2::ErrorKind::Config, "size", "width and height must be in [1, 65536]");
+        // Any picture the reader delivers (at most 2^26 pixels, any aspect: a 92000 x 64 stream decodes).
+        if (width < 1 || height < 1 || static_cast<int64_t>(width) * height > (int64_t(1) << 26))
+          throw ov2::Error(ov2::ErrorKind::Config, "size", "width and height must be >= 1, width x height <= 2^26");
         const py::ssize_t h4 = (height + 3) / 4, w4 = (width + 3) / 4;
         py::array_t<float> field({h4, w4, py::ssize_t{4}});
         py::array_t<uint8_t> mask({h4, w4}), flags({h4, w4});

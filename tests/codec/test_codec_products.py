@@ -228,3 +228,9 @@ def test_densify_motion_rejects_bad_rows():
         core.densify_motion(np.zeros((0, 10), np.int32), 0, 16)
     field, mask, flags = core.densify_motion(np.zeros((0, 10), np.int32), 17, 9, True)
     assert field.shape == (3, 5, 4) and mask.all() and not flags.any()
+    # Any picture the reader delivers: at most 2^26 pixels of any aspect (a 92000 x 64 H.264 stream decodes; its
+    # frames' mv_field used to raise ConfigError on access: fuzz_tokenize_crash-076e40b9...)
+    field, _, _ = core.densify_motion(np.zeros((0, 10), np.int32), 92000, 64)
+    assert field.shape == (16, 23000, 4)
+    with pytest.raises(ov2.errors.ConfigError, match="2\\^26"):
+        core.densify_motion(np.zeros((0, 10), np.int32), 1 << 14, (1 << 12) + 1)
