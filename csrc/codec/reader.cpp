@@ -210,22 +210,26 @@ bool pipelined(const Source& src, const ReaderOptions& opt, const FrameRequest& 
   return opt.num_threads >= 2 && heavy && !src.push && !req.on_open && !req.on_packet && !req.select;
 }
 
+// A read left the model a shortcut of it relies on: RereadGuard reads the frames not delivered yet again without
+// that shortcut. Control flow, never seen by users.
+struct RereadSignal : std::exception {};
+
 // A decoded frame did not sit at its pts rank (a file the skip plan's model does not fit: frames dropped by the
 // decoder, discarded leading pictures, fields in separate packets, ...). Caught by RereadGuard.
-struct SkipPlanBroken : std::exception {
+struct SkipPlanBroken : RereadSignal {
   const char* what() const noexcept override { return "skip plan does not fit this file"; }
 };
 
 // A decoder with FFmpeg frame threads met something outside the model that makes them exact (an error, a damaged
 // frame, a re-ordering delay, a presentation time that does not increase): caught by RereadGuard, which reads
 // the frames not yet delivered again without frame threads.
-struct FrameThreadsUnsafe : std::exception {
+struct FrameThreadsUnsafe : RereadSignal {
   const char* what() const noexcept override { return "frame threads left their model on this file"; }
 };
 
 // A read without deblocking met damage (docs/decoding.md, "Reads without pixels"): error concealment guesses
 // vectors from pixels, which deblocking changes. Caught by RereadGuard, like FrameThreadsUnsafe.
-struct LoopFilterUnsafe : std::exception {
+struct LoopFilterUnsafe : RereadSignal {
   const char* what() const noexcept override { return "a read without deblocking met damage"; }
 };
 
@@ -357,12 +361,8 @@ class Decoder {
       bool got = false;
       try {
         got = next_one(p);
-      } catch (const FrameThreadsUnsafe&) {
+      } catch (const RereadSignal&) {
         throw;  // control flow of RereadGuard: it reads every frame not delivered again
-      } catch (const LoopFilterUnsafe&) {
-        throw;
-      } catch (const SkipPlanBroken&) {
-        throw;
       } catch (...) {
         if (queue_.empty()) throw;
         if (nolf_) throw LoopFilterUnsafe();  // frames held back: read them again with deblocking, error included
@@ -373,10 +373,7 @@ class Decoder {
       if (!got) {
         if (queue_.empty()) return false;
         release_waiting();  // the segment ended before a reference came out
-        if (nolf_) {  // drained: every frame fed is out (else one was lost: damage), so every queued frame is too
-          if (!in_flight_.empty()) throw LoopFilterUnsafe();
-          for (auto& s : queue_) s->order = -1;
-        }
+        if (nolf_) all_out();  // drained
         continue;
       }
       if (nolf_) {  // held until the frames decoded before it are out (and were checked)
@@ -490,8 +487,7 @@ class Decoder {
       }
       if (pkt_->size <= 0) continue;
       if (pkt_->flags & AV_PKT_FLAG_CORRUPT) {
-        if (ft_) throw FrameThreadsUnsafe();
-        if (nolf_) throw LoopFilterUnsafe();
+        leave_guarded_modes();
         ++stats_.corrupt_packets;
       }
       if (req_.on_packet) req_.on_packet(pkt_.get());
@@ -543,8 +539,7 @@ class Decoder {
         return false;
       }
       if (ret != AVERROR(EAGAIN)) {
-        if (ft_) throw FrameThreadsUnsafe();
-        if (nolf_) throw LoopFilterUnsafe();
+        leave_guarded_modes();
         ++stats_.corrupt_packets;
         if (opt_.on_error == OnError::Raise)
           throw Error(ErrorKind::Corrupt, name(), "decoding failed (" + av_error_string(ret) + ")");
@@ -596,8 +591,7 @@ class Decoder {
       ++packets_sent_;
       ++sent_in_codec_;
       if (ret < 0 && ret != AVERROR(EAGAIN)) {
-        if (ft_) throw FrameThreadsUnsafe();
-        if (nolf_) throw LoopFilterUnsafe();
+        leave_guarded_modes();
         ++stats_.corrupt_packets;
         if (opt_.on_error == OnError::Repeat) ++owed_;
         if (opt_.on_error == OnError::Raise)
@@ -619,6 +613,13 @@ class Decoder {
     ft_has_last_ = true;
   }
 
+  // Damage (a flagged or rejected packet, a decoding error): frame threads and decoding without deblocking are exact
+  // only on undamaged input, so the read stops for RereadGuard before the damage is counted or acted on.
+  void leave_guarded_modes() const {
+    if (ft_) throw FrameThreadsUnsafe();
+    if (nolf_) throw LoopFilterUnsafe();
+  }
+
   // Without deblocking (nolf_), exported vectors equal a normal read's as long as error concealment never ran: it
   // guesses vectors from pixels, and B-pictures take co-located vectors from their references. So any damage
   // stops the read (LoopFilterUnsafe: RereadGuard reads the frames not delivered yet again, with deblocking), and a
@@ -633,6 +634,12 @@ class Decoder {
   void note_in_flight(int64_t pts) {
     if (!in_flight_.emplace(pts, packets_sent_).second) throw LoopFilterUnsafe();  // two packets, one pts
     in_flight_orders_.insert(packets_sent_);
+  }
+  // The decoder was drained: every frame fed is out (else one was lost: damage), so the frames decoded before the
+  // queued ones are too.
+  void all_out() {
+    if (!in_flight_.empty()) throw LoopFilterUnsafe();
+    for (auto& slot : queue_) slot->order = -1;
   }
   bool released(int64_t order) const {
     return order < 0 || in_flight_orders_.empty() || *in_flight_orders_.begin() > order;
@@ -672,8 +679,7 @@ class Decoder {
   // State that belongs to one closed GOP (references for the residual, estimated-motion history).
   void reset_gop_state() {
     release_waiting();  // a closed GOP's references are all out by now
-    if (nolf_ && !in_flight_.empty()) throw LoopFilterUnsafe();  // a frame fed never came out: damage
-    for (auto& s : queue_) s->order = -1;  // so are the frames decoded before the queued ones
+    if (nolf_) all_out();  // drained before a closed GOP starts
     refs_.clear();
     sent_by_pts_.clear();
     est_has_prev_ = false;
