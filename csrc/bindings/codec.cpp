@@ -15,6 +15,7 @@
 #include "codec/motion.h"
 #include "codec/push_source.h"
 #include "codec/reader.h"
+#include "codec/rgb.h"
 #include "tokenize/block_score.h"
 #include "tokenize/geometry.h"
 #include "tokenize/ovenc_saliency.h"
@@ -599,6 +600,35 @@ void ov2_bind_codec(py::module_& m) {
       "FFmpeg's av_force_cpu_flags for the whole process: 0 = plain C code, -1 = detect again. For tests that "
       "check outputs do not depend on the CPU's SIMD level (not thread-safe against running reads).",
       py::arg("flags"));
+
+  m.def(
+      "yuv_to_rgb_rows",
+      [](py::array_t<uint8_t, py::array::c_style | py::array::forcecast> y,
+         py::array_t<uint8_t, py::array::c_style | py::array::forcecast> u,
+         py::array_t<uint8_t, py::array::c_style | py::array::forcecast> v, const std::string& matrix, bool full,
+         bool simd) {
+        if (y.ndim() != 2 || u.ndim() != 2 || v.ndim() != 2 || u.shape(0) != y.shape(0) || v.shape(0) != y.shape(0) ||
+            u.shape(1) != y.shape(1) || v.shape(1) != y.shape(1))
+          throw ov2::Error(ov2::ErrorKind::Config, "yuv_to_rgb_rows", "y, u, v: three 2-D planes of one shape");
+        if (matrix != "bt709" && matrix != "bt601")
+          throw ov2::Error(ov2::ErrorKind::Config, "yuv_to_rgb_rows", "matrix: 'bt709' or 'bt601'");
+        const py::ssize_t h = y.shape(0), w = y.shape(1);
+        py::array_t<uint8_t> out({h, w, py::ssize_t{3}});
+        const ov2::YuvToRgb conv(matrix == "bt709" ? 709 : 601, full);
+        std::vector<uint8_t> tmp(static_cast<size_t>(3 * std::max<py::ssize_t>(w, 1)));
+        {
+          py::gil_scoped_release nogil;
+          for (py::ssize_t r = 0; r < h; ++r)
+            ov2::yuv_to_rgb_row(conv, y.data(r, 0), u.data(r, 0), v.data(r, 0), static_cast<int>(w), tmp.data(),
+                                out.mutable_data(r, 0, 0), simd);
+        }
+        return out;
+      },
+      "The core's per-pixel colour conversion (csrc/codec/rgb.h) of 8-bit 4:4:4 planes: [H, W, 3] RGB. "
+      "simd=False forces the baseline build. For tests.",
+      py::arg("y"), py::arg("u"), py::arg("v"), py::arg("matrix"), py::arg("full"), py::arg("simd") = true);
+  m.def("yuv_to_rgb_has_simd", &ov2::yuv_to_rgb_row_has_simd,
+        "Whether the colour conversion runs its AVX2 build on this CPU.");
 
   m.def("ffmpeg_versions", []() {
     py::dict d;

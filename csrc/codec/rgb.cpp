@@ -2,6 +2,10 @@
 
 #include <vector>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include "codec/error.h"
 #include "codec/ffmpeg.h"
 
@@ -93,21 +97,84 @@ void yuv_to_rgb_row_base(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, 
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define OV2_RGB_AVX2 1
-// An explicit dispatch, not target_clones: an ifunc resolver runs while the program is relocated, before a
-// sanitizer's runtime exists (ThreadSanitizer crashed there), and needs a loader that supports ifuncs.
+// pshufb masks that interleave 16 R, 16 G and 16 B bytes into 48 RGB bytes: kInterleave[c][k] places channel k's
+// bytes into output chunk c (bytes 16c .. 16c + 15); -128 (0x80) writes a zero that another channel's bytes fill.
+struct InterleaveMasks {
+  alignas(16) int8_t m[3][3][16];
+  InterleaveMasks() {
+    for (int c = 0; c < 3; ++c)
+      for (int k = 0; k < 3; ++k)
+        for (int i = 0; i < 16; ++i) {
+          const int byte = 16 * c + i;
+          m[c][k][i] = static_cast<int8_t>(byte % 3 == k ? byte / 3 : -128);
+        }
+  }
+};
+const InterleaveMasks kInterleave;
+
+// 16 int32 (two halves of 8) -> 16 uint8 in order, saturated to [0, 255].
+__attribute__((target("avx2"), always_inline)) inline __m128i pack_channel(__m256i lo, __m256i hi) {
+  const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+  return _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+}
+
+// 16 pixels per step: the Q16 expressions of YuvToRgb in 32-bit lanes (exact: every intermediate fits), the clamp
+// to [0, 255] by the saturating packs (the shifted values lie within [-300, 600]), the interleave by pshufb.
+// The tail goes through the scalar expressions, so every pixel equals YuvToRgb::pixel (tests/codec/test_rgb.py
+// compares all 2^24 triples of each matrix and range).
 __attribute__((target("avx2"))) void yuv_to_rgb_row_avx2(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U,
                                                          const uint8_t* V, int n, uint8_t* tmp, uint8_t* rgb) {
-  yuv_to_rgb_row_impl(c, Y, U, V, n, tmp, rgb);
+  const __m256i ys = _mm256_set1_epi32(c.ys), yo = _mm256_set1_epi32(c.yo), c0 = _mm256_set1_epi32(c.c0),
+                c1 = _mm256_set1_epi32(c.c1), c2 = _mm256_set1_epi32(c.c2), c3 = _mm256_set1_epi32(c.c3),
+                half = _mm256_set1_epi32(32768), k128 = _mm256_set1_epi32(128);
+  const __m128i* M = reinterpret_cast<const __m128i*>(kInterleave.m);
+  (void)tmp;  // the baseline build's channel rows; here the channels stay in registers
+  int x = 0;
+  for (; x + 16 <= n; x += 16) {
+    __m256i r2[2], g2[2], b2[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i yv = _mm256_mullo_epi32(
+          _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(Y + x + 8 * h))), yo),
+          ys);
+      const __m256i u = _mm256_sub_epi32(
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(U + x + 8 * h))), k128);
+      const __m256i v = _mm256_sub_epi32(
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(V + x + 8 * h))), k128);
+      const __m256i yh = _mm256_add_epi32(yv, half);
+      r2[h] = _mm256_srai_epi32(_mm256_add_epi32(yh, _mm256_mullo_epi32(c0, v)), 16);
+      g2[h] = _mm256_srai_epi32(
+          _mm256_sub_epi32(_mm256_sub_epi32(yh, _mm256_mullo_epi32(c1, u)), _mm256_mullo_epi32(c2, v)), 16);
+      b2[h] = _mm256_srai_epi32(_mm256_add_epi32(yh, _mm256_mullo_epi32(c3, u)), 16);
+    }
+    const __m128i r = pack_channel(r2[0], r2[1]), g = pack_channel(g2[0], g2[1]), b = pack_channel(b2[0], b2[1]);
+    for (int k = 0; k < 3; ++k) {
+      const __m128i o = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(r, _mm_load_si128(M + 3 * k)),
+                                                  _mm_shuffle_epi8(g, _mm_load_si128(M + 3 * k + 1))),
+                                     _mm_shuffle_epi8(b, _mm_load_si128(M + 3 * k + 2)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(rgb + 3 * x + 16 * k), o);
+    }
+  }
+  for (; x < n; ++x) c.pixel(Y[x], U[x], V[x], rgb + 3 * x);
 }
 #endif
 
 }  // namespace
 
-void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, const uint8_t* V, int n, uint8_t* tmp,
-                    uint8_t* rgb) {
+// An explicit dispatch, not target_clones: an ifunc resolver runs while the program is relocated, before a
+// sanitizer's runtime exists (ThreadSanitizer crashed there), and needs a loader that supports ifuncs.
+bool yuv_to_rgb_row_has_simd() {
 #ifdef OV2_RGB_AVX2
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return yuv_to_rgb_row_avx2(c, Y, U, V, n, tmp, rgb);
+  return avx2;
+#else
+  return false;
+#endif
+}
+
+void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, const uint8_t* V, int n, uint8_t* tmp,
+                    uint8_t* rgb, bool allow_simd) {
+#ifdef OV2_RGB_AVX2
+  if (allow_simd && yuv_to_rgb_row_has_simd()) return yuv_to_rgb_row_avx2(c, Y, U, V, n, tmp, rgb);
 #endif
   yuv_to_rgb_row_base(c, Y, U, V, n, tmp, rgb);
 }

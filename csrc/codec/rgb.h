@@ -43,11 +43,13 @@ struct YuvToRgb {
   }
 };
 
-// One row: planar Y, U, V in, interleaved RGB out; `tmp` holds 3 * n bytes (the channels are computed apart so
-// the arithmetic vectorises, then interleaved). Built for AVX2 and for baseline x86-64, chosen at run time; it is
-// integer arithmetic, so both give the same bytes.
+// One row: planar Y, U, V in, interleaved RGB out; `tmp` holds 3 * n bytes. Two builds chosen at run time, both
+// YuvToRgb's integer expressions, so they give the same bytes: an AVX2 one (16 pixels per step, channels kept in
+// registers and interleaved by byte shuffles) and a baseline x86-64 one (channels computed apart into `tmp` so the
+// arithmetic vectorises, then interleaved). `allow_simd = false` forces the baseline (tests compare the two).
 void yuv_to_rgb_row(const YuvToRgb& c, const uint8_t* Y, const uint8_t* U, const uint8_t* V, int n, uint8_t* tmp,
-                    uint8_t* rgb);
+                    uint8_t* rgb, bool allow_simd = true);
+bool yuv_to_rgb_row_has_simd();  // whether yuv_to_rgb_row has its AVX2 build on this CPU
 
 // The matrix ("bt709", "bt601"; "none" for formats converted straight to RGB) and range ("full", "limited") that
 // to_rgb applies to a picture of this pixel format and these colour tags.

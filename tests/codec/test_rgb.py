@@ -126,6 +126,45 @@ def test_rgb_does_not_depend_on_the_cpus_simd(int_motion_clip, rgb_size):
     assert plain == simd
 
 
+@pytest.mark.parametrize("matrix", ["bt709", "bt470bg"])
+@pytest.mark.parametrize("full", [False, True], ids=["limited", "full"])
+def test_every_triple_converts_by_the_q16_expressions_in_both_builds(matrix, full):
+    """All 2^24 (Y, U, V) triples through the core's row conversion, its AVX2 build (16 pixels per step, saturating
+    packs, byte-shuffle interleave) and its baseline build, against the Q16 expressions written out here in numpy.
+    Rows are 263 pixels wide, so each row also ends in the scalar tail of the AVX2 build."""
+    from ov2_tokenizer._native import core
+
+    ys, yo, c0, c1, c2, c3 = Q16[(matrix, full)]
+    name = "bt709" if matrix == "bt709" else "bt601"
+    width = 263
+    ycol = (np.arange(width) % 256).astype(np.uint8)
+    builds = [True, False] if core.yuv_to_rgb_has_simd() else [False]
+    for u0 in range(0, 256, 64):  # 64 U values x 256 V values per chunk
+        uu, vv = np.meshgrid(np.arange(u0, u0 + 64), np.arange(256), indexing="ij")
+        u = np.repeat(uu.reshape(-1, 1), width, axis=1).astype(np.uint8)
+        v = np.repeat(vv.reshape(-1, 1), width, axis=1).astype(np.uint8)
+        y = np.broadcast_to(ycol, u.shape)
+        yy = (y.astype(np.int64) - yo) * ys
+        ui, vi = u.astype(np.int64) - 128, v.astype(np.int64) - 128
+        want = np.stack([(yy + c0 * vi + 32768) >> 16, (yy - c1 * ui - c2 * vi + 32768) >> 16,
+                         (yy + c3 * ui + 32768) >> 16], axis=-1).clip(0, 255).astype(np.uint8)
+        for simd in builds:
+            got = core.yuv_to_rgb_rows(y, u, v, name, full, simd)
+            bad = np.argwhere((got != want).any(axis=-1))
+            assert bad.size == 0, (simd, [(int(y[r, c]), int(u[r, c]), int(v[r, c]), got[r, c].tolist(),
+                                           want[r, c].tolist()) for r, c in bad[:3]])
+
+
+def test_rgb_rows_reject_bad_planes():
+    from ov2_tokenizer._native import core
+
+    a = np.zeros((2, 4), np.uint8)
+    with pytest.raises(ov2.errors.ConfigError, match="three 2-D planes"):
+        core.yuv_to_rgb_rows(a, a[:1], a, "bt709", False)
+    with pytest.raises(ov2.errors.ConfigError, match="matrix"):
+        core.yuv_to_rgb_rows(a, a, a, "bt2020", False)
+
+
 def test_info_names_the_conversion_of_the_shared_videos(shared_videos):
     """``VideoInfo.color_matrix`` / ``color_range`` say which conversion ``Frame.rgb`` applies."""
     want = {"tc_bt709_full_range.mp4": ("bt709", "full"), "mvx_h264_720p.mp4": ("bt601", "limited")}
