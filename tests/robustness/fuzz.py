@@ -5,7 +5,9 @@ Targets:
            residual, coding cost) on one or two decoding threads, skip / raise / repeat. Seeded with small valid
            videos of several codecs and containers. Allowed outcomes: frames, or an ``ov2_tokenizer.errors``
            exception naming ``<bytes>``. One input in four is also read without pixels (``with_luma=False``:
-           H.264 without deblocking), which must give the same vectors, frames and error.
+           H.264 without deblocking), which must give the same vectors, frames and error; one in four is read
+           again with the other thread count (1 / 2), which must give the same frames, vectors, pixels, products
+           and error (the first 48 frames).
   tok      bytes -> ``core.tok`` algorithm entry points (gop_partition, candidate_frames, saliency, block_score,
            score_frame, resize_area / resize_bilinear, canvas_size, allocate + pack_records + pack_canvases,
            group_of_time, paste_blocks, percentile) with arrays, shapes and parameters drawn from the input.
@@ -48,11 +50,14 @@ ARTIFACTS = {"decode": REG, "tok": REG_TOK, "tokenize": REG_TOKENIZE}
 # ---------------------------------------------------------------------------------------------------------------
 def _vectors(source, threads: int, on_error: str, products: bool, ctl: int) -> tuple:
     """What a read gives of the first 48 frames' vectors (with every product, or without pixels: H.264 then decodes
-    without deblocking, which must not change them), and the typed error that ended it (None at the end)."""
+    without deblocking, which must not change them), the typed error that ended it (None at the end), and with
+    products a digest of each frame's pixels and products (luma, RGB, residual, coding cost)."""
+    import hashlib
+
     import ov2_tokenizer as ov2
     from ov2_tokenizer import errors
 
-    rows, err = [], None
+    rows, err, digests = [], None, []
     try:
         r = ov2.open_video(source, num_threads=threads, on_error=on_error, timeout_s=5.0)
         if products:
@@ -65,13 +70,18 @@ def _vectors(source, threads: int, on_error: str, products: bool, ctl: int) -> t
             if f.luma is not None and f.luma.shape != (f.height, f.width):
                 raise AssertionError("luma shape")
             rows.append((f.index, f.pict_type, f.pts_s, f.motion_vectors.tobytes()))
+            if products:
+                h = hashlib.blake2b(digest_size=16)
+                for a in (f.luma, f.rgb, f.residual, f.coding_cost):
+                    h.update(b"-" if a is None else a.tobytes())
+                digests.append(h.digest())
             if len(rows) >= 48:
                 break
     except errors.Ov2Error as e:
         if e.source != "<bytes>" or isinstance(e, errors.ConfigError):
             raise AssertionError(f"error does not name the source: {e!r}") from e
         err = (type(e).__name__, e.cause)
-    return rows, err
+    return rows, err, digests
 
 
 def decode_one(data: bytes) -> None:
@@ -81,6 +91,13 @@ def decode_one(data: bytes) -> None:
     on_error = ("skip", "raise", "repeat")[ctl % 3]
     threads = 1 + (ctl >> 2) % 2
     full = _vectors(body, threads, on_error, True, ctl)
+    if ctl & 0x10 and full[0]:  # differential: the other thread count gives the same frames, pixels and products
+        other = _vectors(body, 3 - threads, on_error, True, ctl)
+        timeout = "DecodeTimeout" in (full[1] or ("",))[0] + (other[1] or ("",))[0]
+        if not timeout and (full[0] != other[0] or full[2] != other[2] or full[1] != other[1]):
+            n = next((i for i, (a, b) in enumerate(zip(full[2], other[2])) if a != b), None)
+            raise AssertionError(f"num_threads {threads} / {3 - threads} differ: {len(full[0])} / {len(other[0])} "
+                                 f"frames, first differing pixels at {n}, errors {full[1]} / {other[1]}")
     if ctl & 0x20 and full[0]:  # differential: a read without pixels gives the same vectors (and the same end)
         bare = _vectors(body, threads, on_error, False, ctl)
         n = min(len(full[0]), len(bare[0]))
@@ -244,7 +261,7 @@ TARGETS = {"decode": decode_one, "tok": tok_one, "tokenize": tokenize_one}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def write_seeds(d: Path, controls=(0, 1, 2, 0x45), images: bool = False) -> None:
+def write_seeds(d: Path, controls=(0, 1, 2, 0x45, 0x30, 0x74), images: bool = False) -> None:
     sys.path.insert(0, str(HERE))
     import corpus
 

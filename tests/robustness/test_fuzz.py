@@ -96,6 +96,41 @@ def test_decode_target_mutated_seeds(tmp_path):
         fuzz.decode_one(data)
 
 
+def test_decode_target_differentials_run_and_can_fail(tmp_path, monkeypatch):
+    """The decode target's two differentials (control bits 0x10: the other thread count; 0x20: a read without
+    pixels) run on the seeds that set them, pass on the real core, and fail when a read's output is altered."""
+    fuzz.write_seeds(tmp_path)
+    seeds = {p.name: p.read_bytes() for p in sorted(tmp_path.iterdir()) if p.name.endswith("_a.mp4")}
+    both = seeds["30_a.mp4"]
+    assert both[0] & 0x10 and both[0] & 0x20
+    calls = []
+    real = fuzz._vectors
+
+    def spy(source, threads, on_error, products, ctl):
+        out = real(source, threads, on_error, products, ctl)
+        calls.append((threads, products, len(out[0])))
+        return out
+
+    monkeypatch.setattr(fuzz, "_vectors", spy)
+    fuzz.decode_one(both)
+    assert [(t, p) for t, p, _ in calls] == [(1, True), (2, True), (1, False)] and all(n > 0 for *_, n in calls)
+
+    def altered(which):  # one read's pixels (or vectors) changed: the differential must notice
+        def f(source, threads, on_error, products, ctl):
+            rows, err, digests = real(source, threads, on_error, products, ctl)
+            if which == "threads" and threads == 2:
+                digests = digests[:-1] + [b"x" * 16]
+            if which == "bare" and not products:
+                rows = rows[:-1] + [rows[-1][:3] + (b"",)]
+            return rows, err, digests
+        return f
+
+    for which, match in (("threads", "num_threads 1 / 2 differ"), ("bare", "a read without pixels differs")):
+        monkeypatch.setattr(fuzz, "_vectors", altered(which))
+        with pytest.raises(AssertionError, match=match):
+            fuzz.decode_one(both)
+
+
 def test_tokenize_target_mutated_seeds(tmp_path):
     """The tokenize target (five modes and the stream tokenizer) on mutated seeds: tokens that keep their invariants,
     or typed errors naming the source."""
