@@ -109,6 +109,16 @@ def render() -> str:
         lines += [f"Tokenization, {doc.get('threads', '?')} threads (`python benchmarks/bench_tokenize.py`; source "
                   f"`benchmarks/results/{path.name}`, host {doc.get('host')}):", ""]
         lines += _tokenize_table(doc) + [""]
+        dec = [r for r in doc.get("rows", []) if r.get("method") == "decode"]
+        skipped = sorted(r["video"] for r in dec if r.get("loop_filter_skipped"))
+        if not any("loop_filter_skipped" in r for r in dec):
+            why = " (this run predates session 16: it deblocks, like the tokenizer's reads)"
+        elif skipped:
+            why = (f"; on {', '.join(skipped)} it therefore decodes without the deblocking filter, which no "
+                   "tokenizer read can skip (they need the pictures), so those ratios are against a cheaper floor")
+        else:
+            why = ""
+        lines += ["`ov2 decode` reads every frame without products or pixels" + why + ".", ""]
     cov = _latest("coverage")
     if cov:
         path, doc = cov
