@@ -204,10 +204,11 @@ struct Pending {
 
 // Whether products go to a pool: two threads or more, a request with per-frame work worth moving, and a plain
 // source (push sources and streaming hooks decode on the consumer's schedule, one frame at a time).
+bool heavy_request(const FrameRequest& req) {
+  return req.rgb || req.residual || req.coding_cost || static_cast<bool>(req.post) || (req.mvs && req.mvs_dense);
+}
 bool pipelined(const Source& src, const ReaderOptions& opt, const FrameRequest& req) {
-  const bool heavy = req.rgb || req.residual || req.coding_cost || static_cast<bool>(req.post) ||
-                     (req.mvs && req.mvs_dense);
-  return opt.num_threads >= 2 && heavy && !src.push && !req.on_open && !req.on_packet && !req.select;
+  return opt.num_threads >= 2 && heavy_request(req) && !src.push && !req.on_open && !req.on_packet && !req.select;
 }
 
 // A read left the model a shortcut of it relies on: RereadGuard reads the frames not delivered yet again without
@@ -286,6 +287,9 @@ class Decoder {
     name_ = std::make_shared<const std::string>(dm_.source().name);
     ft_ = opt_.frame_threads > 1 ? opt_.frame_threads : 0;  // only where open_frames_impl allows them
     stats_.frame_threads = ft_;
+    // Reads whose frames the products hold for a while (any num_threads: one thread must give what two give)
+    // and FFmpeg's frame threads (buffers taken in the threads' order) zero each picture buffer: get_zeroed_buffer.
+    clear_buffers_ = ft_ > 0 || heavy_request(req_);
     // Only where open_frames_impl allows it (a read of every frame without pixels), and only H.264 deblocks in loop
     // among the codecs whose decoders export vectors (MPEG-1/2/4 part 2 do not).
     nolf_ = opt_.skip_loop_filter && dm_.stream()->codecpar->codec_id == AV_CODEC_ID_H264;
@@ -497,6 +501,20 @@ class Decoder {
     }
   }
 
+  // A picture buffer that starts zeroed, not only when FFmpeg's pool allocates it fresh. A damaged stream can make
+  // the decoder predict from pixels it never wrote (H.264 concealing a frame_num gap after recovery with no
+  // picture to copy leaves the gap picture's buffer as it was), and what a reused buffer held depends on when the
+  // reader released its earlier frames: product tasks on other threads (or FFmpeg's frame threads) make that
+  // timing-dependent. Zeroed, the pixels depend on the bitstream alone. Installed for reads with products and
+  // for frame threads (clear_buffers_); other reads release frames at fixed points and restart the decoder at
+  // each closed GOP, so their buffers hold the same thing for any num_threads (docs/decoding.md "Picture buffers").
+  static int get_zeroed_buffer(AVCodecContext* c, AVFrame* f, int flags) {
+    const int ret = avcodec_default_get_buffer2(c, f, flags);
+    if (ret < 0) return ret;
+    for (int i = 0; i < AV_NUM_DATA_POINTERS && f->buf[i]; ++i) std::memset(f->buf[i]->data, 0, f->buf[i]->size);
+    return ret;
+  }
+
   void open_codec() {
     const AVStream* st = dm_.stream();
     ctx_.reset(avcodec_alloc_context3(dm_.decoder()));
@@ -512,6 +530,15 @@ class Decoder {
     if (req_.mvs || req_.residual || req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_MVS;
     if (req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_VIDEO_ENC_PARAMS;
     if (nolf_) ctx_->skip_loop_filter = AVDISCARD_ALL;  // pixels no one reads; vectors do not depend on them
+    if (clear_buffers_) {
+      ctx_->get_buffer2 = get_zeroed_buffer;
+#if defined(FF_API_THREAD_SAFE_CALLBACKS) && FF_API_THREAD_SAFE_CALLBACKS
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+      ctx_->thread_safe_callbacks = 1;  // FFmpeg 4.x: frame threads may call it from their own threads
+#pragma GCC diagnostic pop
+#endif
+    }
     sent_in_codec_ = 0;
     int ret = avcodec_open2(ctx_.get(), dm_.decoder(), nullptr);
     if (ret < 0 && ft_) {
@@ -990,6 +1017,7 @@ class Decoder {
   int64_t held_index_ = -1, next_pkt_index_ = 0, begin_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
   std::shared_ptr<const SkipPlan> plan_;
   int ft_ = 0;  // FFmpeg frame threads (0: one thread), see check_frame_threads
+  bool clear_buffers_ = false;  // picture buffers start zeroed (get_zeroed_buffer)
   bool nolf_ = false;  // decoding without deblocking, see check_loop_filter_skip
   std::map<int64_t, int64_t> in_flight_;  // without deblocking: packets fed whose frame is not out, pts -> order
   std::set<int64_t> in_flight_orders_;    // their decode orders

@@ -132,3 +132,32 @@ def test_index_without_a_second_key_frame_skips_the_packet_prepass(one_gop_bfram
     assert stats["packet_prepass"] and got == [ref[i] for i in idx], stats
     _, stats = reader_digests(bframe_clip.path, num_threads=2, with_luma=False, with_mvs=True)
     assert stats["packet_prepass"] and stats["segments"] >= 2, stats
+
+
+def test_pixels_the_decoder_never_wrote_do_not_depend_on_threads():
+    """A fuzzed H.264 stream (tests/robustness/regressions/fuzz_decode_crash-9f72…: 8 frames, no error flagged)
+    whose last picture is predicted from pixels FFmpeg never wrote: it conceals a frame_num gap after recovery
+    without a picture to copy, so the gap picture keeps what its reused buffer held. With two threads the product
+    tasks released earlier frames at times of their own, which changed that content: frame 7's luma and RGB came
+    out as one of three pictures (about half the reads differed from one thread's). Picture buffers of reads with
+    products now start zeroed (docs/decoding.md "Picture buffers"): every read gives the same bytes."""
+    import hashlib
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parents[1] / "robustness" / "regressions" /
+            "fuzz_decode_crash-9f72ea707679da713ed5a56fbfa31de5921fa80a").read_bytes()[1:]
+    kw = dict(with_rgb=True, with_mvs=True, with_residual=True, with_coding_cost=True)
+
+    def digest(threads):
+        out = []
+        for f in ov2.open_video(data, num_threads=threads).frames(**kw):
+            h = hashlib.blake2b(digest_size=16)
+            for a in (f.luma, f.rgb, f.residual, f.coding_cost, f.motion_vectors):
+                h.update(a.tobytes())
+            out.append(h.hexdigest())
+        return out
+
+    ref = digest(1)
+    assert len(ref) == 8
+    for threads in (2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 4, 4):
+        assert digest(threads) == ref, threads

@@ -371,11 +371,25 @@ def test_timestamp_gaps_are_jumped_with_the_same_groups(clips, tmp_path, gaps, m
     assert fast.groups["end_s"][-1] - fast.groups["start_s"][0] >= sum(gaps.values())
 
 
+def test_months_between_two_frames_is_refused_at_once():
+    """A 60-byte H.264 stream found by fuzzing: two frames whose times lie 224 days apart. The global schedule
+    partitioned its 7.8·10^7 empty bins (12 s, 3.9 GB); the bound of 2^20 bins (64 per packet beyond) refuses it
+    with a typed error naming the source, at once."""
+    data = (Path(__file__).resolve().parents[1] / "robustness" / "regressions" / "tokenize" /
+            "fuzz_tokenize_slow-unit-77033760156284425e65ed9e813f2499ebac9ba0").read_bytes()[1:]
+    t = time.perf_counter()
+    with pytest.raises(errors.CorruptVideoError, match="more than 1048576") as ei:
+        ov2.tokenize_video(data, mode="codec_stream", max_canvases=4, num_frames=16)
+    assert time.perf_counter() - t < 5 and ei.value.source == "<bytes>"
+    vt = ov2.tokenize_video(data, mode="frames", num_frames=4)  # the frames themselves are fine
+    assert vt.num_tokens > 0
+
+
 def test_huge_timestamp_gap_is_typed_or_fast(clips, tmp_path):
     """3·10^8 s between two packets: the global schedule refuses the 6·10^8 bins with a typed error naming the file,
     the streaming schedule jumps the gap (it hung before)."""
     path = _with_gaps(clips["ts"], tmp_path / "huge.mkv", {300: 3e8})
-    with pytest.raises(errors.CorruptVideoError, match="10\\^8 bins") as ei:
+    with pytest.raises(errors.CorruptVideoError, match="bins of bin_s=0.5 for .* packets, more than") as ei:
         ov2.tokenize_video(path, mode="codec_stream", max_canvases=8)
     assert ei.value.source == str(path)
     t = time.perf_counter()
