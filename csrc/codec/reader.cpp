@@ -287,9 +287,7 @@ class Decoder {
     name_ = std::make_shared<const std::string>(dm_.source().name);
     ft_ = opt_.frame_threads > 1 ? opt_.frame_threads : 0;  // only where open_frames_impl allows them
     stats_.frame_threads = ft_;
-    // Reads whose frames the products hold for a while (any num_threads: one thread must give what two give)
-    // and FFmpeg's frame threads (buffers taken in the threads' order) zero each picture buffer: get_zeroed_buffer.
-    clear_buffers_ = ft_ > 0 || heavy_request(req_);
+
     // Only where open_frames_impl allows it (a read of every frame without pixels), and only H.264 deblocks in loop
     // among the codecs whose decoders export vectors (MPEG-1/2/4 part 2 do not).
     nolf_ = opt_.skip_loop_filter && dm_.stream()->codecpar->codec_id == AV_CODEC_ID_H264;
@@ -503,11 +501,11 @@ class Decoder {
 
   // A picture buffer that starts zeroed, not only when FFmpeg's pool allocates it fresh. A damaged stream can make
   // the decoder predict from pixels it never wrote (H.264 concealing a frame_num gap after recovery with no
-  // picture to copy leaves the gap picture's buffer as it was), and what a reused buffer held depends on when the
-  // reader released its earlier frames: product tasks on other threads (or FFmpeg's frame threads) make that
-  // timing-dependent. Zeroed, the pixels depend on the bitstream alone. Installed for reads with products and
-  // for frame threads (clear_buffers_); other reads release frames at fixed points and restart the decoder at
-  // each closed GOP, so their buffers hold the same thing for any num_threads (docs/decoding.md "Picture buffers").
+  // picture to copy leaves the gap picture's buffer as it was; H.261 skipping into a picture it never had), and
+  // what a reused buffer held depends on when the reader released its earlier frames: product tasks on other
+  // threads, FFmpeg's frame threads, or simply which products a read asked for. Zeroed, the pixels (and the
+  // vectors error concealment guesses from them, and estimated vectors) depend on the bitstream alone, in every
+  // read (docs/decoding.md "Picture buffers").
   static int get_zeroed_buffer(AVCodecContext* c, AVFrame* f, int flags) {
     const int ret = avcodec_default_get_buffer2(c, f, flags);
     if (ret < 0) return ret;
@@ -530,15 +528,13 @@ class Decoder {
     if (req_.mvs || req_.residual || req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_MVS;
     if (req_.coding_cost) ctx_->export_side_data |= AV_CODEC_EXPORT_DATA_VIDEO_ENC_PARAMS;
     if (nolf_) ctx_->skip_loop_filter = AVDISCARD_ALL;  // pixels no one reads; vectors do not depend on them
-    if (clear_buffers_) {
-      ctx_->get_buffer2 = get_zeroed_buffer;
+    ctx_->get_buffer2 = get_zeroed_buffer;
 #if defined(FF_API_THREAD_SAFE_CALLBACKS) && FF_API_THREAD_SAFE_CALLBACKS
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-      ctx_->thread_safe_callbacks = 1;  // FFmpeg 4.x: frame threads may call it from their own threads
+    ctx_->thread_safe_callbacks = 1;  // FFmpeg 4.x: frame threads may call it from their own threads
 #pragma GCC diagnostic pop
 #endif
-    }
     sent_in_codec_ = 0;
     int ret = avcodec_open2(ctx_.get(), dm_.decoder(), nullptr);
     if (ret < 0 && ft_) {
@@ -1017,7 +1013,6 @@ class Decoder {
   int64_t held_index_ = -1, next_pkt_index_ = 0, begin_ = 0, end_ = -1, first_index_ = 0, ordinal_ = 0;
   std::shared_ptr<const SkipPlan> plan_;
   int ft_ = 0;  // FFmpeg frame threads (0: one thread), see check_frame_threads
-  bool clear_buffers_ = false;  // picture buffers start zeroed (get_zeroed_buffer)
   bool nolf_ = false;  // decoding without deblocking, see check_loop_filter_skip
   std::map<int64_t, int64_t> in_flight_;  // without deblocking: packets fed whose frame is not out, pts -> order
   std::set<int64_t> in_flight_orders_;    // their decode orders

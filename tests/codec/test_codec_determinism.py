@@ -161,3 +161,21 @@ def test_pixels_the_decoder_never_wrote_do_not_depend_on_threads():
     assert len(ref) == 8
     for threads in (2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 4, 4):
         assert digest(threads) == ref, threads
+
+
+def test_pixels_never_written_do_not_depend_on_what_a_read_asks_for():
+    """An 18-byte H.261 stream found by fuzzing (tests/robustness/regressions/fuzz_decode_crash-4c18…): its second
+    picture shows pixels the decoder never wrote. When only reads with products zeroed their buffers, a read with
+    products saw zeros there and a plain read the pool's grey, and the motion estimated from those pixels differed
+    (99 vector rows against none). Every read now zeroes its buffers: the same pixels and vectors whatever it asks."""
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parents[1] / "robustness" / "regressions" /
+            "fuzz_decode_crash-4c185fd08a677ade5fb8e122da1f97b3bf703e58").read_bytes()[1:]
+    reads = [dict(with_luma=True), dict(with_luma=True, with_mvs=True),
+             dict(with_luma=True, with_mvs=True, with_residual=True, with_coding_cost=True)]
+    got = [[(f.luma.tobytes(), None if f.motion_vectors is None else f.motion_vectors.tobytes())
+            for f in ov2.open_video(data, num_threads=1, on_error="repeat").frames(**kw)] for kw in reads]
+    assert len(got[0]) == 2
+    assert [p for p, _ in got[0]] == [p for p, _ in got[1]] == [p for p, _ in got[2]]
+    assert [m for _, m in got[1]] == [m for _, m in got[2]]
