@@ -204,11 +204,10 @@ struct Pending {
 
 // Whether products go to a pool: two threads or more, a request with per-frame work worth moving, and a plain
 // source (push sources and streaming hooks decode on the consumer's schedule, one frame at a time).
-bool heavy_request(const FrameRequest& req) {
-  return req.rgb || req.residual || req.coding_cost || static_cast<bool>(req.post) || (req.mvs && req.mvs_dense);
-}
 bool pipelined(const Source& src, const ReaderOptions& opt, const FrameRequest& req) {
-  return opt.num_threads >= 2 && heavy_request(req) && !src.push && !req.on_open && !req.on_packet && !req.select;
+  const bool heavy = req.rgb || req.residual || req.coding_cost || static_cast<bool>(req.post) ||
+                     (req.mvs && req.mvs_dense);
+  return opt.num_threads >= 2 && heavy && !src.push && !req.on_open && !req.on_packet && !req.select;
 }
 
 // A read left the model a shortcut of it relies on: RereadGuard reads the frames not delivered yet again without
@@ -287,7 +286,6 @@ class Decoder {
     name_ = std::make_shared<const std::string>(dm_.source().name);
     ft_ = opt_.frame_threads > 1 ? opt_.frame_threads : 0;  // only where open_frames_impl allows them
     stats_.frame_threads = ft_;
-
     // Only where open_frames_impl allows it (a read of every frame without pixels), and only H.264 deblocks in loop
     // among the codecs whose decoders export vectors (MPEG-1/2/4 part 2 do not).
     nolf_ = opt_.skip_loop_filter && dm_.stream()->codecpar->codec_id == AV_CODEC_ID_H264;
