@@ -105,6 +105,7 @@ EOF
 
 # Outputs of the system build (make build), the reference for every release's (tests/packaging/token_digests.py).
 echo "== digests of the system build's outputs"
+mkdir -p "$WORK"
 env -u OV2_CORE_DIR "$PY" tests/packaging/token_digests.py >"$WORK/digests-system.jsonl"
 echo "   $(wc -l <"$WORK/digests-system.jsonl") outputs"
 
