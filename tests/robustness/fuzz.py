@@ -282,52 +282,77 @@ def tok_one(data: bytes) -> None:
 TOKENIZE_CFG = dict(num_frames=16, max_canvases=4, max_pixels=12544, ovenc_slots=8, ovenc_size=64, ovenc_patch=16,
                     ovenc_topk=64, timeout_s=5.0)
 TOKENIZE_MODES = ("codec_stream", "frames", "image", "ovenc_topk", "cope", "stream")
-#: The tokenize seeds' control bytes: each mode; two threads; raise; the stream in 7-byte chunks; seekable.
-TOKENIZE_CONTROLS = (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45)
+#: The tokenize seeds' control bytes: each mode; two threads; raise; the stream in 7-byte chunks; seekable; and the
+#: differential (0x80) for each mode, with one thread and with two, and for the stream in 7-byte chunks (seekable: the MP4 seed keeps its moov at the end).
+TOKENIZE_CONTROLS = (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45, 0x80, 0x89, 0x83, 0x8c, 0xe5)
 
 
-def tokenize_one(data: bytes) -> None:
-    """Control byte: mode (low 3 bits, mod 6), threads 1 or 2 (bit 3), on_error skip / raise (bit 4), the stream's
-    chunk size 1 KiB or 7 bytes (bit 5), the stream seekable (bit 6: an MP4 with its moov at the end); then the video
-    bytes."""
+def _tokenize(body: bytes, mode: str, cfg: dict, chunk: int, seekable: bool) -> tuple:
+    """Tokenizes once: (one token digest per VisualTokens -- one per group for the stream tokenizer --, the error as
+    (type name, message) or None). The invariants of each VisualTokens are asserted; a typed error must name the
+    source."""
     import ov2_tokenizer as ov2
     from ov2_tokenizer import errors
 
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
+    if str(HERE.parent) not in sys.path:
+        sys.path.append(str(HERE.parent))  # tests/: ov2_testing
     from harness import _check_tokens
+    from ov2_testing import tokens_digest
 
+    expected_source = "<stream>" if mode == "stream" else "<bytes>"
+    vts: list = []
+    try:
+        if mode == "stream":
+            st = ov2.StreamTokenizer(ov2.TokenizerConfig(schedule="stream", **cfg), keep=True, seekable=seekable)
+            try:
+                for i in range(0, len(body), chunk):
+                    vts += st.feed(body[i:i + chunk])
+                vts += st.close()
+            finally:
+                st.close()  # idempotent; stops the background decoder on an error
+        else:
+            vts = [ov2.tokenize_video(body, mode=mode, **cfg)]
+        err = None
+    except errors.Ov2Error as e:
+        if e.source != expected_source or isinstance(e, errors.ConfigError):
+            raise AssertionError(f"{mode}: error does not name the source: {e!r}") from e
+        err = (type(e).__name__, str(e))
+    for vt in vts:
+        bad = _check_tokens(vt)
+        if bad:
+            raise AssertionError(f"{mode}: {bad}")
+    return [tokens_digest(vt) for vt in vts], err
+
+
+def tokenize_one(data: bytes) -> None:
+    """Control byte: mode (low 3 bits, mod 6), threads 1 or 2 (bit 3), on_error skip / raise (bit 4), the stream's
+    chunk size 1 KiB or 7 bytes (bit 5), the stream seekable (bit 6: an MP4 with its moov at the end), and the
+    differential (bit 7): tokenize again with the other thread count (the stream tokenizer: the other chunk size) and
+    require the same tokens and the same error; then the video bytes."""
     if len(data) < 2:
         return
     ctl, body = data[0], data[1:]
     mode = TOKENIZE_MODES[(ctl & 7) % len(TOKENIZE_MODES)]
-    cfg = dict(TOKENIZE_CFG, num_threads=1 + ((ctl >> 3) & 1), on_error=("skip", "raise")[(ctl >> 4) & 1])
+    threads, chunk, seekable = 1 + ((ctl >> 3) & 1), (1024, 7)[(ctl >> 5) & 1], bool(ctl & 0x40)
+    cfg = dict(TOKENIZE_CFG, num_threads=threads, on_error=("skip", "raise")[(ctl >> 4) & 1])
     if mode == "cope":
         cfg.update(num_frames=4, max_canvases=2)
-    expected_source = "<bytes>"
-    try:
-        if mode == "stream":
-            expected_source = "<stream>"
-            st = ov2.StreamTokenizer(ov2.TokenizerConfig(schedule="stream", **cfg), keep=True,
-                                     seekable=bool(ctl & 0x40))
-            chunk = 7 if ctl & 0x20 else 1024
-            groups = []
-            try:
-                for i in range(0, len(body), chunk):
-                    groups += st.feed(body[i:i + chunk])
-                groups += st.close()
-            finally:
-                st.close()  # idempotent; stops the background decoder on an error
-            vts = groups
-        else:
-            vts = [ov2.tokenize_video(body, mode=mode, **cfg)]
-        for vt in vts:
-            bad = _check_tokens(vt)
-            if bad:
-                raise AssertionError(f"{mode}: {bad}")
-    except errors.Ov2Error as e:
-        if e.source != expected_source or isinstance(e, errors.ConfigError):
-            raise AssertionError(f"{mode}: error does not name the source: {e!r}") from e
+    first = _tokenize(body, mode, cfg, chunk, seekable)
+    if not ctl & 0x80:
+        return
+    if mode == "stream":
+        what, other = f"chunks of {chunk} / {1031 - chunk} bytes", _tokenize(body, mode, cfg, 1031 - chunk, seekable)
+    else:
+        what = f"num_threads {threads} / {3 - threads}"
+        other = _tokenize(body, mode, dict(cfg, num_threads=3 - threads), chunk, seekable)
+    if "DecodeTimeout" in ((first[1] or ("",))[0], (other[1] or ("",))[0]):
+        return  # a deadline met in one run only says how fast it ran
+    if first != other:
+        n = next((i for i, (a, b) in enumerate(zip(first[0], other[0])) if a != b), None)
+        raise AssertionError(f"{mode}: {what} differ: {len(first[0])} / {len(other[0])} token sets, first differing "
+                             f"at {n}, errors {first[1]} / {other[1]}")
 
 
 TARGETS = {"decode": decode_one, "tok": tok_one, "tokenize": tokenize_one}

@@ -131,6 +131,46 @@ def test_decode_target_differentials_run_and_can_fail(tmp_path, monkeypatch):
             fuzz.decode_one(both)
 
 
+def test_tokenize_target_differential_runs_and_can_fail(tmp_path, monkeypatch):
+    """The tokenize target's differential (control bit 0x80: the other thread count; for the stream tokenizer the
+    other chunk size) runs twice on the seeds that set it, passes on the real tokenizer, and fails when one run's
+    tokens or error are altered."""
+    fuzz.write_seeds(tmp_path, fuzz.TOKENIZE_CONTROLS)
+    seeds = {p.name: p.read_bytes() for p in sorted(tmp_path.iterdir()) if p.name.endswith("_a.mp4")}
+    calls = []
+    real = fuzz._tokenize
+
+    def spy(body, mode, cfg, chunk, seekable):
+        out = real(body, mode, cfg, chunk, seekable)
+        calls.append((mode, cfg["num_threads"], chunk, len(out[0]), out[1]))
+        return out
+
+    monkeypatch.setattr(fuzz, "_tokenize", spy)
+    for name, want in (("89_a.mp4", [("frames", 2, 1024), ("frames", 1, 1024)]),
+                       ("80_a.mp4", [("codec_stream", 1, 1024), ("codec_stream", 2, 1024)]),
+                       ("e5_a.mp4", [("stream", 1, 7), ("stream", 1, 1024)])):
+        calls.clear()
+        fuzz.tokenize_one(seeds[name])
+        assert [c[:3] for c in calls] == want and all(c[3] > 0 and c[4] is None for c in calls), (name, calls)
+
+    def altered(what):
+        def f(body, mode, cfg, chunk, seekable):
+            digests, err = real(body, mode, cfg, chunk, seekable)
+            if cfg["num_threads"] == 1 and chunk == 1024:
+                if what == "tokens":
+                    digests = digests[:-1] + ["0" * 64]
+                else:
+                    err = ("CorruptVideoError", "<bytes>: altered")
+            return digests, err
+        return f
+
+    for what in ("tokens", "error"):
+        monkeypatch.setattr(fuzz, "_tokenize", altered(what))
+        for name, match in (("89_a.mp4", "num_threads 2 / 1 differ"), ("e5_a.mp4", "chunks of 7 / 1024 bytes differ")):
+            with pytest.raises(AssertionError, match=match):
+                fuzz.tokenize_one(seeds[name])
+
+
 def test_tokenize_target_mutated_seeds(tmp_path):
     """The tokenize target (five modes and the stream tokenizer) on mutated seeds: tokens that keep their invariants,
     or typed errors naming the source."""
