@@ -26,6 +26,11 @@ struct StreamProbe {
   int64_t bytes = -1;  // the source's size when probed: a file replaced in between is probed again
   std::vector<Stream> streams;
   int64_t start_time = 0, duration = 0;
+  // The video stream an open that probed chose by itself (stream_index < 0), or -1. av_find_best_stream ranks
+  // streams by how many frames probing decoded (then bit rate), which an open that reuses the probe never did, so
+  // such an open takes this choice instead of ranking again (a Matroska file with an unknown-codec track before a
+  // VP9 track: the probed open picked the VP9 track, a reused probe the first track -- with no decoder).
+  int best_video = -1;
   // The container format the first open detected, for a source of `format_bytes` bytes: later opens name it to
   // avformat_open_input instead of running every demuxer's probe on the first kilobytes again (~0.15 ms per open
   // of a small file, docs/decoding.md). Kept apart from `ready`: formats without a header (MPEG-TS) use it too.
@@ -74,10 +79,22 @@ struct StreamProbe {
     ready = true;
   }
 
-  // Copies the stored probe into a freshly opened context of the same source; false when it does not match.
-  bool apply(AVFormatContext* fmt) {
+  void remember_best(int index) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (best_video < 0) best_video = index;
+  }
+
+  int best() {
+    std::lock_guard<std::mutex> lk(mu);
+    return best_video;
+  }
+
+  // Copies the stored probe into a freshly opened context of the same source; false when it does not match, or
+  // when the open must choose its stream (`need_best`) and no probed open has chosen one yet.
+  bool apply(AVFormatContext* fmt, bool need_best) {
     std::lock_guard<std::mutex> lk(mu);
     if (!ready || format != fmt->iformat->name || streams.size() != fmt->nb_streams) return false;
+    if (need_best && best_video < 0) return false;
     if (bytes < 0 || bytes != (fmt->pb ? avio_size(fmt->pb) : -1)) return false;
     for (unsigned i = 0; i < fmt->nb_streams; ++i)
       if (streams[i].par->codec_type != fmt->streams[i]->codecpar->codec_type ||
@@ -265,7 +282,8 @@ void Demuxer::open(int stream_index, double timeout_s) {
   // pre-pass, every parallel decoder) reuses the first probe where the container has a header that lists all its
   // streams, so the result is the same. Formats that find streams while reading (MPEG-TS, raw) always probe.
   const bool cacheable = source_.probe && !source_.push && !(fmt_->ctx_flags & AVFMTCTX_NOHEADER);
-  if (!(cacheable && source_.probe->apply(fmt_))) {
+  const bool applied = cacheable && source_.probe->apply(fmt_, stream_index < 0);
+  if (!applied) {
     ret = avformat_find_stream_info(fmt_, nullptr);
     if (ret < 0) {
       if (timed_out()) throw Error(ErrorKind::Timeout, name, "timed out while probing");
@@ -279,6 +297,8 @@ void Demuxer::open(int stream_index, double timeout_s) {
         fmt_->streams[stream_index]->codecpar->codec_type != AVMEDIA_TYPE_VIDEO)
       throw Error(ErrorKind::NoVideoStream, name, "stream " + std::to_string(stream_index) + " is not a video stream");
     stream_index_ = stream_index;
+  } else if (applied) {
+    stream_index_ = source_.probe->best();  // what the open that probed chose (apply() checked that it did)
   } else {
     ret = av_find_best_stream(fmt_, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
     if (ret < 0) {
@@ -294,6 +314,7 @@ void Demuxer::open(int stream_index, double timeout_s) {
     } else {
       stream_index_ = ret;
     }
+    if (cacheable) source_.probe->remember_best(stream_index_);
   }
   AVStream* st = fmt_->streams[stream_index_];
   decoder_ = avcodec_find_decoder(st->codecpar->codec_id);

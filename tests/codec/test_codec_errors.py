@@ -453,3 +453,26 @@ def test_file_replaced_between_reads_is_probed_again(tmp_path, faststart_clip):
         assert len(r.packets()) == len(expected)
         target.write_bytes(faststart_clip.path.read_bytes())
         assert [frame_digest(f) for f in r.frames()] == first
+
+
+def test_reused_probe_reads_the_stream_the_probed_open_chose(tmp_path):
+    """Later opens of a source reuse its first probe, which skips the frames probing decodes; av_find_best_stream
+    ranks video streams by those frames, so an open that reused the probe once chose another stream than the first
+    open: this fuzzed Matroska file (an unknown-codec track, then a VP9 track) was described as VP9 by `info` and
+    read from the first track by `packets()` / `frames()`, which raised "no decoder for codec 'none'". Every open
+    now reads the stream the probed open chose."""
+    fuzzed = Path(__file__).resolve().parents[1] / "robustness" / "regressions" / (
+        "fuzz_decode_crash-e7011fa06481fddeb349178630f788cf87ad166b")
+    data = fuzzed.read_bytes()[1:]  # the fuzzer's control byte first
+    path = tmp_path / "two_tracks.mkv"
+    path.write_bytes(data)
+    for src in (path, data):
+        for threads in (1, 2):
+            r = ov2.open_video(src, num_threads=threads)
+            assert (r.info.codec, r.info.stream_index) == ("vp9", 1)
+            pk = r.packets()
+            frames = list(r.frames(with_mvs=True, with_residual=True))
+            assert len(frames) == len(pk) == r.info.num_frames >= 1
+    with pytest.raises(errors.UnsupportedCodecError) as e:
+        ov2.open_video(path, stream_index=0)
+    _assert_names(e.value, str(path))

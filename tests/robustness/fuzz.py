@@ -153,7 +153,11 @@ def _vectors(source, threads: int, on_error: str, products: bool, ctl: int) -> t
             raise AssertionError(f"error does not name the source: {e!r}") from e
         err = (type(e).__name__, e.cause)
     if products:
-        _FEATURES(r.info if r is not None else None, getattr(r, "stats", None), rows, err)
+        try:
+            info = r.info if r is not None else None  # may count packets, so may raise what the read raised
+        except errors.Ov2Error:
+            info = None
+        _FEATURES(info, getattr(r, "stats", None), rows, err)
     return rows, err, digests
 
 
