@@ -545,6 +545,35 @@ class Decoder {
     if (ret < 0)
       throw Error(ErrorKind::UnsupportedCodec, name(),
                   std::string("cannot open the ") + dm_.decoder()->name + " decoder (" + av_error_string(ret) + ")");
+    raw_min_packet_ = raw_min_packet(ctx_.get());
+  }
+
+  // FFmpeg's raw decoder unpacks 1/2/4/8-bit palette and mono pictures (AVI, MOV) into a buffer it allocates itself
+  // (not through get_buffer2, so not zeroed) and writes only as many pixels as the packet holds: a short packet
+  // leaves the rest of the picture uninitialised (a fuzzed 8-bit AVI read differently on every run). Packets of
+  // such a stream shorter than whole rows (bits_per_coded_sample * width, rounded up to bytes, times height) are
+  // padded with zeros to whole 4-byte-aligned rows, so pixels no packet carried read as zero, as in every other
+  // decoder (get_zeroed_buffer). 0: the stream takes no padding.
+  static int64_t raw_min_packet(const AVCodecContext* c) {
+    const int bpp = c->bits_per_coded_sample;
+    const bool unpacked = c->pix_fmt == AV_PIX_FMT_PAL8 || c->pix_fmt == AV_PIX_FMT_MONOWHITE ||
+                          c->pix_fmt == AV_PIX_FMT_MONOBLACK;
+    if (c->codec_id != AV_CODEC_ID_RAWVIDEO || !unpacked || !(bpp == 1 || bpp == 2 || bpp == 4 || bpp == 8) ||
+        !(c->codec_tag == 0 || c->codec_tag == MKTAG('r', 'a', 'w', ' ')) || c->width <= 0 || c->height <= 0)
+      return 0;
+    return (static_cast<int64_t>(c->width) * bpp + 7) / 8 * c->height;
+  }
+
+  // Pads a packet of such a stream (raw_min_packet_) that is too short; false when it cannot (out of memory).
+  bool pad_raw_packet(AVPacket* pkt) const {
+    if (raw_min_packet_ <= 0 || pkt->size <= 0 || pkt->size >= raw_min_packet_) return true;
+    const int64_t row = (static_cast<int64_t>(ctx_->width) * ctx_->bits_per_coded_sample + 31) / 32 * 4;
+    const int64_t want = row * ctx_->height;
+    if (want > INT32_MAX / 2) return false;
+    const int old = pkt->size;
+    if (av_packet_make_writable(pkt) < 0 || av_grow_packet(pkt, static_cast<int>(want) - old) < 0) return false;
+    std::memset(pkt->data + old, 0, static_cast<size_t>(want - old));
+    return true;
   }
 
   // Decodes until one frame is available in frame_; false at the end of the segment.
@@ -608,7 +637,7 @@ class Decoder {
       if (estimate_) note_epoch(safe);
       if (req_.residual && pkt_->pts != AV_NOPTS_VALUE) sent_by_pts_[pkt_->pts] = SentInfo{packets_sent_, reference};
       if (nolf_ && pkt_->pts != AV_NOPTS_VALUE) note_in_flight(pkt_->pts);
-      ret = avcodec_send_packet(ctx_.get(), pkt_.get());
+      ret = pad_raw_packet(pkt_.get()) ? avcodec_send_packet(ctx_.get(), pkt_.get()) : AVERROR(ENOMEM);
       ++packets_sent_;
       ++sent_in_codec_;
       if (ret < 0 && ret != AVERROR(EAGAIN)) {
@@ -1012,6 +1041,7 @@ class Decoder {
   std::shared_ptr<const SkipPlan> plan_;
   int ft_ = 0;  // FFmpeg frame threads (0: one thread), see check_frame_threads
   bool nolf_ = false;  // decoding without deblocking, see check_loop_filter_skip
+  int64_t raw_min_packet_ = 0;  // raw 1/2/4/8-bit pictures: shorter packets are padded (pad_raw_packet)
   std::map<int64_t, int64_t> in_flight_;  // without deblocking: packets fed whose frame is not out, pts -> order
   std::set<int64_t> in_flight_orders_;    // their decode orders
   int64_t out_order_ = -1;                // the decode order of the frame just pulled

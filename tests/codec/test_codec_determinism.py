@@ -179,3 +179,27 @@ def test_pixels_never_written_do_not_depend_on_what_a_read_asks_for():
     assert len(got[0]) == 2
     assert [p for p, _ in got[0]] == [p for p, _ in got[1]] == [p for p, _ in got[2]]
     assert [m for _, m in got[1]] == [m for _, m in got[2]]
+
+
+def test_raw_palette_pictures_from_short_packets_are_the_same_on_every_read():
+    """A fuzzed AVI holding one 8-bit palette picture in a packet shorter than the picture
+    (tests/robustness/regressions/fuzz_decode_crash-ac22…): FFmpeg's raw decoder unpacks such pictures into a buffer
+    it allocates itself and writes only what the packet holds, so the rest was uninitialised memory -- another
+    picture on nearly every read, whatever num_threads. ov2 pads such packets with zeros (docs/decoding.md)."""
+    from pathlib import Path
+
+    from ov2_tokenizer import errors
+
+    data = (Path(__file__).resolve().parents[1] / "robustness" / "regressions" /
+            "fuzz_decode_crash-ac223e24ca79e31c1cb331b7d2d77a84b75bfd82").read_bytes()[1:]
+    seen = set()
+    for threads in (1, 2, 1, 2, 1, 2):
+        r = ov2.open_video(data, num_threads=threads, on_error="raise")
+        assert (r.info.codec, r.info.pix_fmt) == ("rawvideo", "pal8")
+        frames = []
+        with pytest.raises(errors.CorruptVideoError, match="truncated"):
+            for f in r.frames(with_mvs=True, with_residual=True, with_coding_cost=True, with_rgb=True):
+                frames.append(f)
+        assert len(frames) == 1
+        seen.add((frames[0].luma.tobytes(), frames[0].rgb.tobytes()))
+    assert len(seen) == 1
