@@ -287,7 +287,8 @@ TOKENIZE_CFG = dict(num_frames=16, max_canvases=4, max_pixels=12544, ovenc_slots
                     ovenc_topk=64, timeout_s=5.0)
 TOKENIZE_MODES = ("codec_stream", "frames", "image", "ovenc_topk", "cope", "stream")
 #: The tokenize seeds' control bytes: each mode; two threads; raise; the stream in 7-byte chunks; seekable; and the
-#: differential (0x80) for each mode, with one thread and with two, and for the stream in 7-byte chunks (seekable: the MP4 seed keeps its moov at the end).
+#: differential (0x80) for some modes, with one thread and with two, and for the stream in 7-byte chunks (seekable:
+#: the MP4 seed keeps its moov at the end).
 TOKENIZE_CONTROLS = (0, 1, 2, 3, 4, 5, 0x0c, 0x15, 0x25, 0x45, 0x80, 0x89, 0x83, 0x8c, 0xe5)
 
 
@@ -347,7 +348,8 @@ def tokenize_one(data: bytes) -> None:
     if not ctl & 0x80:
         return
     if mode == "stream":
-        what, other = f"chunks of {chunk} / {1031 - chunk} bytes", _tokenize(body, mode, cfg, 1031 - chunk, seekable)
+        other_chunk = 1024 if chunk == 7 else 7
+        what, other = f"chunks of {chunk} / {other_chunk} bytes", _tokenize(body, mode, cfg, other_chunk, seekable)
     else:
         what = f"num_threads {threads} / {3 - threads}"
         other = _tokenize(body, mode, dict(cfg, num_threads=3 - threads), chunk, seekable)
